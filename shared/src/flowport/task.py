@@ -1,0 +1,247 @@
+"""``RetryingTask``: the one base class of every prebuilt flowport task.
+
+A subclass implements ``run(...)`` and ``is_transient(exc)``; the base turns ``run`` into a real
+Prefect task (names, tags, ``.submit()``, ``.map()``, ``.with_options()``) whose parameters are
+``run``'s own, with the instance's defaults rebound into them. Inside ``run``,
+``self.retrying(fn, ...)`` retries one idempotent unit under the task's :class:`RetryPolicy`.
+
+Prefect's own ``retries`` stay off by default; if a user turns them on, permanent flowport errors
+are still never retried by Prefect.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextvars
+import copy
+import inspect
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ClassVar, TypeVar
+
+from prefect import Task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+
+from flowport.errors import is_permanent
+from flowport.plugins import hook
+from flowport.retry import Retrier, RetryPolicy
+
+T = TypeVar("T")
+
+_retrier: contextvars.ContextVar[Retrier | None] = contextvars.ContextVar(
+    "flowport_retrier", default=None
+)
+
+
+def retry_unless_permanent(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect ``retry_condition_fn``: let Prefect retry anything but a permanent flowport error."""
+    exc = state.data if isinstance(state.data, BaseException) else None
+    if exc is None:
+        try:
+            exc = state.result(raise_on_failure=False)  # type: ignore[assignment]
+        except Exception:  # the result may be unreadable; then let Prefect decide
+            return True
+    return not (isinstance(exc, BaseException) and is_permanent(exc))
+
+
+def _task_name(cls: type) -> str:
+    """``UploadFile`` -> ``upload_file``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+
+
+class RetryingTask(abc.ABC):
+    """A prebuilt Prefect task whose idempotent units retry transient errors only.
+
+    Subclasses set the class attributes below and implement :meth:`run` and
+    :meth:`is_transient`. Keyword arguments given at ``__init__`` that name parameters of
+    ``run`` become that instance's defaults; a caller may still pass them per call, as may
+    ``retry_policy``. Defaults carry no payload hashing: ``cache_policy`` is ``NO_CACHE``.
+    """
+
+    #: Prefect task name; defaults to the class name in snake_case.
+    task_name: ClassVar[str | None] = None
+    #: Tags every run of this task carries.
+    tags: ClassVar[tuple[str, ...]] = ()
+    #: The in-task retry policy; overridable per instance and per call.
+    retry_policy: RetryPolicy = RetryPolicy()
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        tags: Iterable[str] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        task_options: dict[str, Any] | None = None,
+        **defaults: Any,
+    ):
+        run_sig = inspect.signature(type(self).run)
+        params = list(run_sig.parameters.values())[1:]  # drop self
+        unknown = set(defaults) - {p.name for p in params}
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} has no parameter(s) {sorted(unknown)} to default"
+            )
+        if retry_policy is not None:
+            self.retry_policy = retry_policy
+        params = [p.replace(default=defaults[p.name]) if p.name in defaults else p for p in params]
+        if "retry_policy" not in run_sig.parameters:
+            params.append(
+                inspect.Parameter(
+                    "retry_policy",
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=None,
+                    annotation=RetryPolicy | None,
+                )
+            )
+        self.defaults = defaults
+        self.signature = run_sig.replace(parameters=params)
+        options: dict[str, Any] = {
+            "name": name or self.task_name or _task_name(type(self)),
+            "tags": [*self.tags, *(tags or ())],
+            "cache_policy": NO_CACHE,
+            "retries": 0,
+            "retry_condition_fn": retry_unless_permanent,
+            "description": inspect.getdoc(type(self)),
+        }
+        options.update(task_options or {})
+        self._task: Task[Any, Any] = Task(fn=self._make_fn(), **options)
+
+    # -- what subclasses provide ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The task body. Plain Python; wrap each idempotent unit in ``self.retrying``."""
+
+    @abc.abstractmethod
+    def is_transient(self, exc: BaseException) -> bool:
+        """True when ``exc`` may pass on a retry (throttling, 5xx, dropped connection, ...)."""
+
+    # -- retrying inside run() -----------------------------------------------------------
+
+    @property
+    def retrier(self) -> Retrier:
+        """The retrier of the current call (its per-call policy), or the instance default.
+
+        Capture it before handing work to threads: context variables do not cross into
+        thread pools.
+        """
+        return _retrier.get() or self.retry_policy.bind(self.is_transient, self.name)
+
+    def retrying(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run one idempotent unit, retrying transient failures."""
+        return self.retrier(fn, *args, **kwargs)
+
+    async def aretrying(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+        """Await one idempotent unit, retrying transient failures."""
+        return await self.retrier.acall(fn, *args, **kwargs)
+
+    # -- Prefect wiring ------------------------------------------------------------------
+
+    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
+        inspect.BoundArguments, contextvars.Token[Retrier | None], float
+    ]:
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        policy = bound.arguments.pop("retry_policy", None) or self.retry_policy
+        relay = hook()
+        policy = relay.flowport_retry_policy(task_name=self.name, policy=policy) or policy
+        token = _retrier.set(policy.bind(self.is_transient, self.name))
+        relay.flowport_task_started(task_name=self.name, parameters=bound.arguments)
+        return bound, token, time.perf_counter()
+
+    def _finish(self, token: contextvars.Token[Retrier | None], started: float,
+                exc: BaseException | None) -> None:
+        _retrier.reset(token)
+        duration = time.perf_counter() - started
+        if exc is None:
+            hook().flowport_task_succeeded(task_name=self.name, duration=duration)
+        else:
+            hook().flowport_task_failed(task_name=self.name, exception=exc, duration=duration)
+
+    def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        bound, token, started = self._prepare(args, kwargs)
+        try:
+            result = self.run(*bound.args, **bound.kwargs)
+        except BaseException as exc:
+            self._finish(token, started, exc)
+            raise
+        self._finish(token, started, None)
+        return result
+
+    async def _ainvoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        bound, token, started = self._prepare(args, kwargs)
+        try:
+            result = await self.run(*bound.args, **bound.kwargs)
+        except BaseException as exc:
+            self._finish(token, started, exc)
+            raise
+        self._finish(token, started, None)
+        return result
+
+    def _make_fn(self) -> Callable[..., Any]:
+        """A function with ``run``'s signature (defaults rebound) for Prefect to wrap.
+
+        It closes over ``self`` only, so cloudpickle ships it (by value) with the instance.
+        """
+        run = type(self).run
+        if inspect.iscoroutinefunction(run):
+
+            async def fn(*args: Any, **kwargs: Any) -> Any:
+                return await self._ainvoke(args, kwargs)
+
+        else:
+
+            def fn(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                return self._invoke(args, kwargs)
+
+        fn.__name__ = run.__name__
+        fn.__doc__ = run.__doc__
+        fn.__qualname__ = f"{type(self).__qualname__}.run"
+        fn.__module__ = type(self).__module__
+        fn.__signature__ = self.signature  # type: ignore[attr-defined]
+        return fn
+
+    @property
+    def name(self) -> str:
+        return self._task.name
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        """The task body without Prefect (no task run), still with flowport's retries and hooks."""
+        return self._task.fn
+
+    @property
+    def prefect_task(self) -> Task[Any, Any]:
+        """The underlying ``prefect.Task``."""
+        return self._task
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._task(*args, **kwargs)
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        return self._task.submit(*args, **kwargs)
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        return self._task.map(*args, **kwargs)
+
+    def with_options(self, *, retry_policy: RetryPolicy | None = None, **options: Any) -> Any:
+        """A copy with Prefect task options (name, tags, retries, timeout_seconds, ...) changed
+        and, optionally, another in-task retry policy."""
+        new = copy.copy(self)
+        if retry_policy is not None:
+            new.retry_policy = retry_policy
+        new._task = self._task.with_options(**options)
+        new._task.fn = new._make_fn()
+        return new
+
+    def __getattr__(self, item: str) -> Any:
+        # Anything else a Prefect task has (retries, timeout_seconds, task_key, ...).
+        if item.startswith("__") or "_task" not in self.__dict__:
+            raise AttributeError(item)
+        return getattr(self._task, item)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
