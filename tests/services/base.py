@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 HOST = "127.0.0.1"
 CACHE_DIR = Path(os.environ.get("FLOWPORT_CACHE_DIR", Path.home() / ".cache" / "flowport"))
 BIN_DIR = CACHE_DIR / "bin"
-RUN_DIR = CACHE_DIR / "run"
+RUN_DIR = Path(os.environ.get("FLOWPORT_STATE_DIR", CACHE_DIR / "run"))
 STATE_FILE = RUN_DIR / "state.json"
 
 _apt_updated = False
