@@ -20,7 +20,5 @@ def summarise(task_name: str, rows: Sequence[Mapping[str, Any]], description: st
     from prefect.artifacts import create_table_artifact
 
     key = re.sub(r"[^a-z0-9-]+", "-", f"flowport-{task_name}".lower()).strip("-")
-    table = [
-        {k: redact(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows
-    ]
+    table = [{k: redact(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
     create_table_artifact(table, key=key, description=redact(description or task_name))

@@ -36,7 +36,7 @@ class LazyClients:
         return clients
 
     def __getstate__(self) -> dict[Any, Any]:
-        state: dict[Any, Any] = super().__getstate__()  # type: ignore[misc]
+        state: dict[Any, Any] = super().__getstate__()  # type: ignore[assignment]
         private = dict(state.get("__pydantic_private__") or {})
         private.update(_clients={}, _clients_pid=0, _clients_lock=None)
         state["__pydantic_private__"] = private

@@ -22,13 +22,20 @@ def _plugins_list() -> int:
         if entry.connector is not None:
             c = entry.connector
             rows.append(
-                (name, c.version, status, ", ".join(c.tasks), ", ".join(b.__name__ for b in c.blocks))
+                (
+                    name,
+                    c.version,
+                    status,
+                    ", ".join(c.tasks),
+                    ", ".join(b.__name__ for b in c.blocks),
+                )
             )
         else:
             rows.append((name, "?", status, "", ""))
-    widths = [max(len(r[i]) for r in rows[1:] + [rows[0]]) for i in range(4)]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[4]]))
     return 0
 
 

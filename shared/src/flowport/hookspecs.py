@@ -45,7 +45,5 @@ def flowport_task_failed(task_name: str, exception: BaseException, duration: flo
 
 
 @hookspec
-def flowport_transfer_progress(
-    task_name: str, unit: str, done: int, total: int | None
-) -> None:
+def flowport_transfer_progress(task_name: str, unit: str, done: int, total: int | None) -> None:
     """A transfer advanced: ``done`` of ``total`` ``unit`` (bytes, rows, messages)."""

@@ -1,9 +1,10 @@
 """Plugin discovery: connectors by entry point, behaviour plugins through pluggy.
 
-Connectors declare ``[project.entry-points."flowport.connectors"] s3 = "flowport_s3.plugin:connector"``;
-our own connectors register exactly the way a third party's would. Discovery reads entry
-point metadata only; a connector's module is imported when it is loaded, and a broken one is
-reported with an install hint instead of breaking everything else.
+Connectors declare, under ``[project.entry-points."flowport.connectors"]``,
+``s3 = "flowport_s3.plugin:connector"``; our own connectors register exactly the way a third
+party's would. Discovery reads entry point metadata only; a connector's module is imported
+when it is loaded, and a broken one is reported with an install hint instead of breaking
+everything else.
 
 Behaviour plugins implement :mod:`flowport.hookspecs`; entry point group ``flowport.plugins``
 autoloads them unless ``FLOWPORT_DISABLE_PLUGIN_AUTOLOAD`` is set.
@@ -11,6 +12,7 @@ autoloads them unless ``FLOWPORT_DISABLE_PLUGIN_AUTOLOAD`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -83,10 +85,8 @@ class ConnectorEntry:
     @property
     def status(self) -> str:
         if self.connector is None and self.error is None:
-            try:
+            with contextlib.suppress(ConfigError):
                 self.load()
-            except ConfigError:
-                pass
         return "ok" if self.error is None else f"broken: {self.error}"
 
 

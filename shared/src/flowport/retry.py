@@ -30,7 +30,9 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     attempts: int = Field(5, ge=1, description="Tries in all, the first one included.")
-    initial_delay: float = Field(0.2, ge=0, description="Backoff ceiling after the first failure (s).")
+    initial_delay: float = Field(
+        0.2, ge=0, description="Backoff ceiling after the first failure (s)."
+    )
     max_delay: float = Field(20.0, ge=0, description="Cap on any single wait (s).")
     multiplier: float = Field(2.0, ge=1, description="Growth of the backoff ceiling per attempt.")
     deadline: float | None = Field(
@@ -84,7 +86,7 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 class Retrier:
     """Runs a callable under a policy, retrying only what the predicate calls transient."""
 
-    __slots__ = ("policy", "is_transient", "name")
+    __slots__ = ("is_transient", "name", "policy")
 
     def __init__(
         self, policy: RetryPolicy, is_transient: Callable[[BaseException], bool], name: str

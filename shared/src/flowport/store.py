@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from flowport.errors import Conflict, ConfigError, NotFound
+from flowport.errors import ConfigError, Conflict, NotFound
 from flowport.keys import join_key, local_path, matches, validate_key, validate_prefix
 
 CHUNK_SIZE = 8 * 1024 * 1024
@@ -54,14 +54,20 @@ class ObjectStore(Protocol):
     system: str
 
     def url_for(self, key: str) -> str: ...
-    def put_file(self, path: str | os.PathLike[str], key: str, *, if_not_exists: bool = False) -> ObjectInfo: ...
+    def put_file(
+        self, path: str | os.PathLike[str], key: str, *, if_not_exists: bool = False
+    ) -> ObjectInfo: ...
     def put_bytes(self, data: bytes, key: str, *, if_not_exists: bool = False) -> ObjectInfo: ...
-    def put_stream(self, source: Source, key: str, *, if_not_exists: bool = False) -> ObjectInfo: ...
+    def put_stream(
+        self, source: Source, key: str, *, if_not_exists: bool = False
+    ) -> ObjectInfo: ...
     def get_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo: ...
     def get_bytes(self, key: str) -> bytes: ...
     def get_stream(self, key: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]: ...
     def open(self, key: str) -> BinaryIO: ...
-    def list(self, prefix: str = "", *, glob: str | None = None, recursive: bool = True) -> Iterator[ObjectInfo]: ...
+    def list(
+        self, prefix: str = "", *, glob: str | None = None, recursive: bool = True
+    ) -> Iterator[ObjectInfo]: ...
     def stat(self, key: str) -> ObjectInfo: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
@@ -76,10 +82,10 @@ def iter_chunks(source: Source, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]
     if isinstance(source, bytes | bytearray | memoryview):
         yield bytes(source)
     elif hasattr(source, "read"):
-        while chunk := source.read(chunk_size):  # type: ignore[union-attr]
+        while chunk := source.read(chunk_size):
             yield chunk
     else:
-        for chunk in source:  # type: ignore[union-attr]
+        for chunk in source:
             if chunk:
                 yield bytes(chunk)
 
@@ -100,7 +106,7 @@ class BaseStore(abc.ABC):
 
     @abc.abstractmethod
     def _put_chunks(self, key: str, chunks: Iterator[bytes], if_not_exists: bool) -> ObjectInfo:
-        """Write ``chunks`` to full key ``key``; raise Conflict if ``if_not_exists`` and it exists."""
+        """Write ``chunks`` to full key ``key``; Conflict if ``if_not_exists`` and it exists."""
 
     @abc.abstractmethod
     def _open(self, key: str) -> BinaryIO:
@@ -135,7 +141,9 @@ class BaseStore(abc.ABC):
         return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
 
     def _info(self, info: ObjectInfo) -> ObjectInfo:
-        return ObjectInfo(self._rel(info.key), info.size, info.etag, info.last_modified, info.is_prefix)
+        return ObjectInfo(
+            self._rel(info.key), info.size, info.etag, info.last_modified, info.is_prefix
+        )
 
     def _not_found(self, key: str) -> NotFound:
         return NotFound(
@@ -147,13 +155,17 @@ class BaseStore(abc.ABC):
     def put_stream(self, source: Source, key: str, *, if_not_exists: bool = False) -> ObjectInfo:
         """Write from bytes, a binary file object or an iterable of chunks, streaming."""
         if if_not_exists and not self.supports_conditional_put:
-            raise ConfigError(f"{self.system} does not support create-only writes", system=self.system)
+            raise ConfigError(
+                f"{self.system} does not support create-only writes", system=self.system
+            )
         return self._info(self._put_chunks(self._full(key), iter_chunks(source), if_not_exists))
 
     def put_bytes(self, data: bytes, key: str, *, if_not_exists: bool = False) -> ObjectInfo:
         return self.put_stream(data, key, if_not_exists=if_not_exists)
 
-    def put_file(self, path: str | os.PathLike[str], key: str, *, if_not_exists: bool = False) -> ObjectInfo:
+    def put_file(
+        self, path: str | os.PathLike[str], key: str, *, if_not_exists: bool = False
+    ) -> ObjectInfo:
         with builtins.open(path, "rb") as fh:
             return self.put_stream(fh, key, if_not_exists=if_not_exists)
 
@@ -201,8 +213,10 @@ class BaseStore(abc.ABC):
             return False
         return True
 
-    def list(self, prefix: str = "", *, glob: str | None = None, recursive: bool = True) -> Iterator[ObjectInfo]:
-        """Lazily list objects under ``prefix`` (relative), filtered by ``glob`` on the relative key."""
+    def list(
+        self, prefix: str = "", *, glob: str | None = None, recursive: bool = True
+    ) -> Iterator[ObjectInfo]:
+        """Lazily list objects under ``prefix``, filtered by ``glob`` on the relative key."""
         validate_prefix(prefix, system=self.system)
         full = join_key(self.prefix, prefix) if self.prefix else prefix  # "p" + "" -> "p/"
         for info in self._list(full, recursive):

@@ -22,8 +22,7 @@ from typing import Any, ClassVar, TypeVar
 
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
+from prefect.client.schemas.objects import State, TaskRun
 
 from flowport.errors import is_permanent
 from flowport.plugins import hook
@@ -41,7 +40,7 @@ def retry_unless_permanent(task: Task[Any, Any], task_run: TaskRun, state: State
     exc = state.data if isinstance(state.data, BaseException) else None
     if exc is None:
         try:
-            exc = state.result(raise_on_failure=False)  # type: ignore[assignment]
+            exc = state.result(raise_on_failure=False)
         except Exception:  # the result may be unreadable; then let Prefect decide
             return True
     return not (isinstance(exc, BaseException) and is_permanent(exc))
@@ -140,9 +139,9 @@ class RetryingTask(abc.ABC):
 
     # -- Prefect wiring ------------------------------------------------------------------
 
-    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
-        inspect.BoundArguments, contextvars.Token[Retrier | None], float
-    ]:
+    def _prepare(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[inspect.BoundArguments, contextvars.Token[Retrier | None], float]:
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         policy = bound.arguments.pop("retry_policy", None) or self.retry_policy
@@ -152,8 +151,9 @@ class RetryingTask(abc.ABC):
         relay.flowport_task_started(task_name=self.name, parameters=bound.arguments)
         return bound, token, time.perf_counter()
 
-    def _finish(self, token: contextvars.Token[Retrier | None], started: float,
-                exc: BaseException | None) -> None:
+    def _finish(
+        self, token: contextvars.Token[Retrier | None], started: float, exc: BaseException | None
+    ) -> None:
         _retrier.reset(token)
         duration = time.perf_counter() - started
         if exc is None:

@@ -6,15 +6,20 @@ import pickle
 
 import cloudpickle
 import pytest
-from pydantic import SecretStr
-
 from flowport import errors
 from flowport.secrets import MASK, redact, reveal
+from pydantic import SecretStr
 
 
 def test_hierarchy() -> None:
-    for cls in (errors.NotFound, errors.AuthError, errors.ConfigError, errors.InvalidInput,
-                errors.Conflict, errors.DeliveryError):
+    for cls in (
+        errors.NotFound,
+        errors.AuthError,
+        errors.ConfigError,
+        errors.InvalidInput,
+        errors.Conflict,
+        errors.DeliveryError,
+    ):
         assert issubclass(cls, errors.PermanentError)
         assert not cls.transient
     assert errors.TransientError.transient
@@ -38,7 +43,9 @@ def test_message_names_system_and_target_and_chains_cause() -> None:
     assert err.__cause__ is cause
 
 
-@pytest.mark.parametrize("dumps,loads", [(pickle.dumps, pickle.loads), (cloudpickle.dumps, pickle.loads)])
+@pytest.mark.parametrize(
+    "dumps,loads", [(pickle.dumps, pickle.loads), (cloudpickle.dumps, pickle.loads)]
+)
 def test_errors_pickle(dumps, loads) -> None:  # type: ignore[no-untyped-def]
     err = errors.TransientError("throttled", system="S3", target="b", retry_after=2.0)
     back = loads(dumps(err))

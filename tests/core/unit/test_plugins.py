@@ -8,10 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from flowport.errors import ConfigError, TransientError
 from flowport.hookspecs import hookimpl
-from flowport.plugins import discover_connectors, get_connector, plugin_manager, register, unregister
+from flowport.plugins import (
+    discover_connectors,
+    get_connector,
+    plugin_manager,
+    register,
+    unregister,
+)
 from flowport.retry import RetryPolicy
 
 
@@ -87,10 +92,15 @@ def test_runtime_register_adjusts_policy_and_unregister() -> None:
     register(plugin)
     try:
         with pytest.raises(ConnectionResetError):
-            FlakyFetch(retry_policy=RetryPolicy(initial_delay=0, max_delay=0)).fn("reg-1", failures=1)
+            FlakyFetch(retry_policy=RetryPolicy(initial_delay=0, max_delay=0)).fn(
+                "reg-1", failures=1
+            )
     finally:
         unregister(plugin)
-    assert FlakyFetch(retry_policy=RetryPolicy(initial_delay=0, max_delay=0)).fn("reg-2", failures=1) == 2
+    assert (
+        FlakyFetch(retry_policy=RetryPolicy(initial_delay=0, max_delay=0)).fn("reg-2", failures=1)
+        == 2
+    )
 
 
 def test_cli_plugins_list_and_check(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import pickle
 import time
 
 import pytest
-
 from flowport.errors import AuthError, NotFound, TransientError
 from flowport.retry import RetryPolicy
 from flowport.secrets import reveal
@@ -83,7 +82,9 @@ def test_deadline_stops_new_attempts() -> None:
 def test_retry_after_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
     monkeypatch.setattr(time, "sleep", sleeps.append)  # tenacity sleeps through time.sleep
-    policy = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.01, jitter=False, deadline=None)
+    policy = RetryPolicy(
+        attempts=3, initial_delay=0.01, max_delay=0.01, jitter=False, deadline=None
+    )
     fn = Flaky(TransientError("slow down", retry_after=7.5))
     assert policy.bind(lambda e: False)(fn) == "ok"
     assert sleeps == [7.5]

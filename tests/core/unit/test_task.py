@@ -8,12 +8,12 @@ import uuid
 
 import cloudpickle
 import pytest
-from prefect import flow
-from prefect.context import TaskRunContext
-
 from flowport import NotFound, RetryPolicy
 from flowport.hookspecs import hookimpl
 from flowport.plugins import register, unregister
+from prefect import flow
+from prefect.context import TaskRunContext
+
 from tests.core.sample_tasks import Add, AsyncDouble, Flaky, FlakyFetch, Missing
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -38,7 +38,9 @@ class Events:
         self.seen.append(("succeeded", task_name))
 
     @hookimpl
-    def flowport_task_failed(self, task_name: str, exception: BaseException, duration: float) -> None:
+    def flowport_task_failed(
+        self, task_name: str, exception: BaseException, duration: float
+    ) -> None:
         self.seen.append(("failed", type(exception).__name__))
 
     @hookimpl
@@ -109,7 +111,10 @@ def test_in_task_retries_then_success_and_hooks(events: Events) -> None:
     assert Flaky.counts[k] == 3
     assert ("started", "flaky_fetch") in events.seen
     assert ("succeeded", "flaky_fetch") in events.seen
-    assert ("retried", "flaky_fetch#1") in events.seen and ("retried", "flaky_fetch#2") in events.seen
+    assert ("retried", "flaky_fetch#1") in events.seen and (
+        "retried",
+        "flaky_fetch#2",
+    ) in events.seen
 
 
 def test_retry_policy_overridable_per_call() -> None:
@@ -229,7 +234,11 @@ def test_runs_on_dask_task_runner() -> None:
 
     add = Add(step=1)
 
-    @flow(task_runner=DaskTaskRunner(cluster_kwargs={"n_workers": 1, "processes": True, "threads_per_worker": 1}))
+    @flow(
+        task_runner=DaskTaskRunner(
+            cluster_kwargs={"n_workers": 1, "processes": True, "threads_per_worker": 1}
+        )
+    )
     def f() -> list[int]:
         return [fut.result() for fut in add.map([1, 2, 3])]
 
