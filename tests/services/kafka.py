@@ -15,11 +15,25 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from . import versions
-from .base import CACHE_DIR, Service, ServiceError, file_lock, free_port, port_open
-from .base import render_properties, run
+from .base import (
+    CACHE_DIR,
+    Service,
+    ServiceError,
+    file_lock,
+    free_port,
+    port_open,
+    render_properties,
+    run,
+)
 
-REQUIRED_JARS = ("kafka_2.13-", "kafka-server-", "kafka-tools-", "log4j-core-",
-                 "log4j-slf4j", "kafka-clients-")
+REQUIRED_JARS = (
+    "kafka_2.13-",
+    "kafka-server-",
+    "kafka-tools-",
+    "log4j-core-",
+    "log4j-slf4j",
+    "kafka-clients-",
+)
 
 POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -56,42 +70,52 @@ LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 
 def render_pom(kafka_version: str) -> str:
     """The pom whose runtime dependencies are exactly the broker's classpath."""
-    deps = [("org.apache.kafka", "kafka_2.13", kafka_version),
-            ("org.apache.kafka", "kafka-tools", kafka_version),
-            ("org.apache.logging.log4j", "log4j-api", versions.LOG4J_VERSION),
-            ("org.apache.logging.log4j", "log4j-core", versions.LOG4J_VERSION),
-            ("org.apache.logging.log4j", "log4j-slf4j-impl", versions.LOG4J_VERSION)]
+    deps = [
+        ("org.apache.kafka", "kafka_2.13", kafka_version),
+        ("org.apache.kafka", "kafka-tools", kafka_version),
+        ("org.apache.logging.log4j", "log4j-api", versions.LOG4J_VERSION),
+        ("org.apache.logging.log4j", "log4j-core", versions.LOG4J_VERSION),
+        ("org.apache.logging.log4j", "log4j-slf4j-impl", versions.LOG4J_VERSION),
+    ]
     lines = "\n".join(
         f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
-        f"<version>{v}</version></dependency>" for g, a, v in deps)
-    return POM.format(kafka=kafka_version, deps=lines,
-                      plugin=versions.MAVEN_DEPENDENCY_PLUGIN_VERSION)
+        f"<version>{v}</version></dependency>"
+        for g, a, v in deps
+    )
+    return POM.format(
+        kafka=kafka_version, deps=lines, plugin=versions.MAVEN_DEPENDENCY_PLUGIN_VERSION
+    )
 
 
-def render_server_properties(port: int, controller_port: int, data_dir: Path,
-                             auto_create_topics: bool = False) -> str:
+def render_server_properties(
+    port: int, controller_port: int, data_dir: Path, auto_create_topics: bool = False
+) -> str:
     """server.properties for one combined broker+controller bound to 127.0.0.1."""
-    rf1 = {f"{topic}.{key}": 1 for topic in
-           ("offsets.topic", "transaction.state.log", "share.coordinator.state.topic")
-           for key in ("replication.factor", "min.isr")}
-    return render_properties({
-        "process.roles": "broker,controller",
-        "node.id": 1,
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "log.dirs": str(data_dir),
-        "num.partitions": 1,
-        "default.replication.factor": 1,
-        **rf1,
-        "transaction.state.log.num.partitions": 4,
-        "offsets.topic.num.partitions": 4,
-        "group.initial.rebalance.delay.ms": 0,
-        "auto.create.topics.enable": str(auto_create_topics).lower(),
-    })
+    rf1 = {
+        f"{topic}.{key}": 1
+        for topic in ("offsets.topic", "transaction.state.log", "share.coordinator.state.topic")
+        for key in ("replication.factor", "min.isr")
+    }
+    return render_properties(
+        {
+            "process.roles": "broker,controller",
+            "node.id": 1,
+            "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(data_dir),
+            "num.partitions": 1,
+            "default.replication.factor": 1,
+            **rf1,
+            "transaction.state.log.num.partitions": 4,
+            "offsets.topic.num.partitions": 4,
+            "group.initial.rebalance.delay.ms": 0,
+            "auto.create.topics.enable": str(auto_create_topics).lower(),
+        }
+    )
 
 
 def kafka_libs(version: str) -> Path:
@@ -108,10 +132,20 @@ def kafka_libs(version: str) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         (root / "pom.xml").write_text(render_pom(version))
         shutil.rmtree(libs, ignore_errors=True)
-        run(["mvn", "-q", "-B", "-f", str(root / "pom.xml"),
-             f"org.apache.maven.plugins:maven-dependency-plugin:"
-             f"{versions.MAVEN_DEPENDENCY_PLUGIN_VERSION}:copy-dependencies",
-             f"-DoutputDirectory={libs}", "-DincludeScope=runtime"], f"mvn (kafka {version})")
+        run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(root / "pom.xml"),
+                f"org.apache.maven.plugins:maven-dependency-plugin:"
+                f"{versions.MAVEN_DEPENDENCY_PLUGIN_VERSION}:copy-dependencies",
+                f"-DoutputDirectory={libs}",
+                "-DincludeScope=runtime",
+            ],
+            f"mvn (kafka {version})",
+        )
         names = [p.name for p in libs.glob("*.jar")]
         missing = [j for j in REQUIRED_JARS if not any(n.startswith(j) for n in names)]
         if missing:
@@ -126,11 +160,15 @@ class Kafka(Service):
     name: ClassVar[str] = "kafka"
     kind: ClassVar[str] = "apache-kafka"
     start_timeout: ClassVar[float] = 90.0
-    state_fields: ClassVar[tuple[str, ...]] = ("controller_port", "auto_create_topics",
-                                               "version")
+    state_fields: ClassVar[tuple[str, ...]] = ("controller_port", "auto_create_topics", "version")
 
-    def __init__(self, port: int | None = None, workdir: str | Path | None = None,
-                 version: str | None = None, auto_create_topics: bool = False) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        workdir: str | Path | None = None,
+        version: str | None = None,
+        auto_create_topics: bool = False,
+    ) -> None:
         super().__init__(port, workdir)
         self.version = version or versions.KAFKA_VERSION
         self.auto_create_topics = auto_create_topics
@@ -154,20 +192,41 @@ class Kafka(Service):
 
     def _java(self, main: str, *args: str, heap: str = "-Xmx512m") -> list[str]:
         assert self.workdir is not None
-        return ["java", "-Xms256m" if main == "kafka.Kafka" else "-Xms32m", heap,
-                "-XX:+UseSerialGC", f"-Dlog4j2.configurationFile=file:{self.workdir}/log4j2.xml",
-                "-cp", f"{self.libs_dir}/*", main, *args]
+        return [
+            "java",
+            "-Xms256m" if main == "kafka.Kafka" else "-Xms32m",
+            heap,
+            "-XX:+UseSerialGC",
+            f"-Dlog4j2.configurationFile=file:{self.workdir}/log4j2.xml",
+            "-cp",
+            f"{self.libs_dir}/*",
+            main,
+            *args,
+        ]
 
     def prepare(self) -> None:
         assert self.workdir is not None
         if not self.controller_port:
             self.controller_port = free_port()
         (self.workdir / "log4j2.xml").write_text(LOG4J2)
-        (self.workdir / "server.properties").write_text(render_server_properties(
-            self.port, self.controller_port, self.workdir / "data", self.auto_create_topics))
-        run(self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c",
-                       str(self.workdir / "server.properties"), "--ignore-formatted"),
-            "kafka storage format", timeout=120)
+        (self.workdir / "server.properties").write_text(
+            render_server_properties(
+                self.port, self.controller_port, self.workdir / "data", self.auto_create_topics
+            )
+        )
+        run(
+            self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(self.workdir / "server.properties"),
+                "--ignore-formatted",
+            ),
+            "kafka storage format",
+            timeout=120,
+        )
 
     def command(self) -> list[str]:
         assert self.workdir is not None
@@ -179,31 +238,46 @@ class Kafka(Service):
         try:
             from kafka import KafkaAdminClient
 
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
-                                     request_timeout_ms=5000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000
+            )
             try:
                 admin.describe_cluster()
                 admin.list_topics()
             finally:
                 admin.close()
             return True
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as exc:
             self.last_health_error = repr(exc)
             return False
 
-    def run_tool(self, main_class: str, args: list[str], input: str | bytes | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess[Any]:
+    def run_tool(
+        self,
+        main_class: str,
+        args: list[str],
+        input: str | bytes | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[Any]:
         """Run a Kafka CLI class from the jars, e.g.
         ``run_tool("org.apache.kafka.tools.ConsoleProducer", ["--bootstrap-server", ...])``.
         """
         text = not isinstance(input, bytes)
-        return subprocess.run(self._java(main_class, *args, heap="-Xmx256m"), input=input,
-                              capture_output=True, text=text, timeout=timeout, check=False,
-                              env={**os.environ, "KAFKA_HEAP_OPTS": ""})
+        return subprocess.run(
+            self._java(main_class, *args, heap="-Xmx256m"),
+            input=input,
+            capture_output=True,
+            text=text,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "KAFKA_HEAP_OPTS": ""},
+        )
 
     def env(self) -> dict[str, str]:
-        return {"FLOWPORT_KAFKA_BOOTSTRAP": self.bootstrap_servers,
-                "FLOWPORT_KAFKA_VERSION": self.version, "FLOWPORT_KAFKA_LIBS": str(self.libs_dir)}
+        return {
+            "FLOWPORT_KAFKA_BOOTSTRAP": self.bootstrap_servers,
+            "FLOWPORT_KAFKA_VERSION": self.version,
+            "FLOWPORT_KAFKA_LIBS": str(self.libs_dir),
+        }
 
 
 def _cluster_id() -> str:

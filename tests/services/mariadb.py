@@ -38,8 +38,7 @@ class MariaDB(Service):
 
     @property
     def url(self) -> str:
-        return (f"mysql://{self.user}:{self.password}@{self.host}:{self.port}/"
-                f"{self.database}")
+        return f"mysql://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -54,20 +53,43 @@ class MariaDB(Service):
         assert self.workdir is not None
         pw = pwd.getpwnam("mysql")
         shutil.chown(self.workdir, pw.pw_uid, pw.pw_gid)
-        run(["mariadb-install-db", "--no-defaults", "--user=mysql",
-             "--auth-root-authentication-method=normal", "--skip-test-db",
-             f"--datadir={self.data_dir}"], "mariadb-install-db", cwd=self.workdir)
+        run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                "--user=mysql",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                f"--datadir={self.data_dir}",
+            ],
+            "mariadb-install-db",
+            cwd=self.workdir,
+        )
 
     def command(self) -> list[str]:
         mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
-        return [mariadbd, "--no-defaults", "--user=mysql", f"--bind-address={self.host}",
-                f"--port={self.port}", f"--datadir={self.data_dir}", f"--socket={self.socket}",
-                f"--pid-file={self.workdir}/mariadbd.pid", "--skip-name-resolve",
-                "--innodb-buffer-pool-size=64M", "--skip-log-bin"]
+        return [
+            mariadbd,
+            "--no-defaults",
+            "--user=mysql",
+            f"--bind-address={self.host}",
+            f"--port={self.port}",
+            f"--datadir={self.data_dir}",
+            f"--socket={self.socket}",
+            f"--pid-file={self.workdir}/mariadbd.pid",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=64M",
+            "--skip-log-bin",
+        ]
 
     def _client(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["mariadb-admin", "--no-defaults", *args], capture_output=True,
-                              text=True, check=False, timeout=10)
+        return subprocess.run(
+            ["mariadb-admin", "--no-defaults", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
 
     def healthy(self) -> bool:
         if self.workdir is None or not self.socket.exists():
@@ -77,13 +99,20 @@ class MariaDB(Service):
         return self._client(f"--socket={self.socket}", "-uroot", "ping").returncode == 0
 
     def after_first_start(self) -> None:
-        sql = (f"CREATE DATABASE IF NOT EXISTS {self.database};"
-               f"CREATE USER '{self.user}'@'%' IDENTIFIED BY '{self.password}';"
-               f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'%' WITH GRANT OPTION;"
-               "FLUSH PRIVILEGES;")
-        run(["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e", sql],
-            "mariadb user setup", timeout=60)
+        sql = (
+            f"CREATE DATABASE IF NOT EXISTS {self.database};"
+            f"CREATE USER '{self.user}'@'%' IDENTIFIED BY '{self.password}';"
+            f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'%' WITH GRANT OPTION;"
+            "FLUSH PRIVILEGES;"
+        )
+        run(
+            ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e", sql],
+            "mariadb user setup",
+            timeout=60,
+        )
 
     def env(self) -> dict[str, str]:
-        return {"FLOWPORT_MARIADB_URL": self.url,
-                "FLOWPORT_MARIADB_SQLALCHEMY_URL": self.sqlalchemy_url}
+        return {
+            "FLOWPORT_MARIADB_URL": self.url,
+            "FLOWPORT_MARIADB_SQLALCHEMY_URL": self.sqlalchemy_url,
+        }

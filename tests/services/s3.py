@@ -38,23 +38,35 @@ class S3Server(Service):
         return self.workdir / "data"
 
     def install(self) -> None:
-        go_install(versions.VERSITYGW_MODULE, versions.VERSITYGW_VERSION, "versitygw",
-                   self.binary)
+        go_install(versions.VERSITYGW_MODULE, versions.VERSITYGW_VERSION, "versitygw", self.binary)
 
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
-        return [str(self.binary), "--access", self.access_key, "--secret", self.secret_key,
-                "--region", self.region, "--port", f"{self.host}:{self.port}",
-                "posix", str(self.data_dir)]
+        return [
+            str(self.binary),
+            "--access",
+            self.access_key,
+            "--secret",
+            self.secret_key,
+            "--region",
+            self.region,
+            "--port",
+            f"{self.host}:{self.port}",
+            "posix",
+            str(self.data_dir),
+        ]
 
     def popen_kwargs(self) -> dict[str, Any]:
         # versitygw reads ROOT_ACCESS_KEY / VGW_* from the environment: keep ours out of it.
         import os
 
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("VGW_", "ROOT_ACCESS", "ROOT_SECRET"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("VGW_", "ROOT_ACCESS", "ROOT_SECRET"))
+        }
         return {"env": env}
 
     def healthy(self) -> bool:
@@ -66,15 +78,22 @@ class S3Server(Service):
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url,
-                            aws_access_key_id=kwargs.pop("access_key", self.access_key),
-                            aws_secret_access_key=kwargs.pop("secret_key", self.secret_key),
-                            region_name=self.region,
-                            config=Config(s3={"addressing_style": "path"},
-                                          retries={"max_attempts": 1}), **kwargs)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=kwargs.pop("access_key", self.access_key),
+            aws_secret_access_key=kwargs.pop("secret_key", self.secret_key),
+            region_name=self.region,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+            **kwargs,
+        )
 
     def env(self) -> dict[str, str]:
-        return {"FLOWPORT_S3_ENDPOINT": self.endpoint_url, "AWS_ENDPOINT_URL_S3":
-                self.endpoint_url, "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": self.region,
-                "AWS_REGION": self.region}
+        return {
+            "FLOWPORT_S3_ENDPOINT": self.endpoint_url,
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }

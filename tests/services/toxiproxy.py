@@ -28,8 +28,9 @@ class Toxic:
 
     def remove(self) -> None:
         """Delete this toxic (no error when already gone)."""
-        self.proxy.server.api("DELETE", f"/proxies/{self.proxy.name}/toxics/{self.name}",
-                              missing_ok=True)
+        self.proxy.server.api(
+            "DELETE", f"/proxies/{self.proxy.name}/toxics/{self.name}", missing_ok=True
+        )
 
     def __enter__(self) -> Toxic:
         return self
@@ -55,14 +56,23 @@ class Proxy:
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
 
-    def toxic(self, type_: str, stream: str = "downstream", toxicity: float = 1.0,
-              **attributes: Any) -> Toxic:
+    def toxic(
+        self, type_: str, stream: str = "downstream", toxicity: float = 1.0, **attributes: Any
+    ) -> Toxic:
         """Add any toxic by type (see toxiproxy's README for types and attributes)."""
         name = f"{type_}_{stream}"
         self.server.api("DELETE", f"/proxies/{self.name}/toxics/{name}", missing_ok=True)
-        self.server.api("POST", f"/proxies/{self.name}/toxics", {
-            "name": name, "type": type_, "stream": stream, "toxicity": toxicity,
-            "attributes": attributes})
+        self.server.api(
+            "POST",
+            f"/proxies/{self.name}/toxics",
+            {
+                "name": name,
+                "type": type_,
+                "stream": stream,
+                "toxicity": toxicity,
+                "attributes": attributes,
+            },
+        )
         return Toxic(self, name)
 
     def latency(self, ms: int, jitter: int = 0, stream: str = "downstream") -> Toxic:
@@ -126,24 +136,36 @@ class Toxiproxy(Service):
     def api(self, method: str, path: str, body: Any = None, missing_ok: bool = False) -> Any:
         """One JSON call to the toxiproxy API; raise ServiceError with its answer on error."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.api_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.api_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(req, timeout=10) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             if missing_ok and exc.code == 404:
                 return None
-            raise ServiceError(f"toxiproxy {method} {path} -> {exc.code}: "
-                               f"{exc.read().decode(errors='replace')}") from exc
+            raise ServiceError(
+                f"toxiproxy {method} {path} -> {exc.code}: {exc.read().decode(errors='replace')}"
+            ) from exc
         return json.loads(raw) if raw.strip() else None
 
     def proxy(self, name: str, upstream: str, listen: str | None = None) -> Proxy:
         """(Re)create proxy ``name`` to ``upstream`` ("host:port") on a free loopback port."""
         self.api("DELETE", f"/proxies/{name}", missing_ok=True)
-        created = self.api("POST", "/proxies", {
-            "name": name, "listen": listen or f"{self.host}:0", "upstream": upstream,
-            "enabled": True})
+        created = self.api(
+            "POST",
+            "/proxies",
+            {
+                "name": name,
+                "listen": listen or f"{self.host}:0",
+                "upstream": upstream,
+                "enabled": True,
+            },
+        )
         return Proxy(self, name, created["listen"], upstream)
 
     def proxy_for(self, service: Service, name: str | None = None) -> Proxy:

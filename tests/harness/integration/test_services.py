@@ -44,9 +44,14 @@ def _produce(kafka: Kafka, topic: str, value: bytes) -> None:
 def _consume_all(kafka: Kafka, topic: str, expect: int = 1) -> list[bytes]:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap_servers,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             group_id=_uid("g"), consumer_timeout_ms=20000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=_uid("g"),
+        consumer_timeout_ms=20000,
+    )
     values = []
     for msg in consumer:
         values.append(msg.value)
@@ -87,8 +92,13 @@ def test_postgres_rejects_a_wrong_password(postgres: Postgres) -> None:
 def test_mariadb_answers_pymysql(mariadb: MariaDB) -> None:
     import pymysql
 
-    conn = pymysql.connect(host=mariadb.host, port=mariadb.port, user=mariadb.user,
-                           password=mariadb.password, database=mariadb.database)
+    conn = pymysql.connect(
+        host=mariadb.host,
+        port=mariadb.port,
+        user=mariadb.user,
+        password=mariadb.password,
+        database=mariadb.database,
+    )
     with conn.cursor() as cur:
         cur.execute("SELECT VERSION()")
         assert "10.11" in cur.fetchone()[0]
@@ -100,8 +110,13 @@ def test_mariadb_answers_pymysql(mariadb: MariaDB) -> None:
         cur.execute("DROP TABLE t")
     conn.close()
     with pytest.raises(pymysql.err.OperationalError):
-        pymysql.connect(host=mariadb.host, port=mariadb.port, user=mariadb.user,
-                        password="wrong", database=mariadb.database)
+        pymysql.connect(
+            host=mariadb.host,
+            port=mariadb.port,
+            user=mariadb.user,
+            password="wrong",
+            database=mariadb.database,
+        )
 
 
 def test_kafka_topic_produce_consume(kafka: Kafka) -> None:
@@ -119,9 +134,11 @@ def test_kafka_topic_produce_consume(kafka: Kafka) -> None:
 def test_kafka_console_tools_run_from_the_jars(kafka: Kafka) -> None:
     topic = _uid("cli")
     _create_topic(kafka, topic)
-    produced = kafka.run_tool("org.apache.kafka.tools.ConsoleProducer",
-                              ["--bootstrap-server", kafka.bootstrap_servers, "--topic", topic],
-                              input="from-console\n")
+    produced = kafka.run_tool(
+        "org.apache.kafka.tools.ConsoleProducer",
+        ["--bootstrap-server", kafka.bootstrap_servers, "--topic", topic],
+        input="from-console\n",
+    )
     assert produced.returncode == 0, produced.stderr
     assert _consume_all(kafka, topic) == [b"from-console"]
 
@@ -286,8 +303,14 @@ def test_cli_up_status_env_down(tmp_path: Path) -> None:
     env = {**os.environ, "FLOWPORT_STATE_DIR": str(tmp_path)}
 
     def cli(*args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "tests.services", *args], cwd=REPO,
-                              env=env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tests.services", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
@@ -298,8 +321,10 @@ def test_cli_up_status_env_down(tmp_path: Path) -> None:
         status = cli("status")
         assert "toxiproxy" in status and " yes" in status
         exports = cli("env")
-        assert f"export FLOWPORT_TOXIPROXY_URL=http://127.0.0.1:{state['toxiproxy']['port']}" \
+        assert (
+            f"export FLOWPORT_TOXIPROXY_URL=http://127.0.0.1:{state['toxiproxy']['port']}"
             in exports
+        )
         assert "toxiproxy" in cli("up", "toxiproxy")  # reused: same pid
         assert json.loads((tmp_path / "state.json").read_text())["toxiproxy"]["pid"] == pid
     finally:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import SERVICES, Kafka, Postgres, ServiceError, base, kafka
-from tests.services import _names, versions
+from tests.services import SERVICES, Kafka, Postgres, ServiceError, _names, base, kafka, versions
 
 
 def test_free_port_is_bindable_on_loopback() -> None:
