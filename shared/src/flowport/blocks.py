@@ -7,15 +7,18 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import PrivateAttr
+from pydantic import BaseModel, PrivateAttr
 
 C = TypeVar("C")
 
 
-class LazyClients:
+class LazyClients(BaseModel):
     """Mixin for Prefect Blocks (pydantic models): ``self._client("s3", make)`` builds a client
     on first use in this process and reuses it after. Pickling drops the cache, so a block sent
-    to another process (Dask worker, subprocess) builds its own clients there."""
+    to another process (Dask worker, subprocess) builds its own clients there.
+
+    A BaseModel itself: pydantic collects private attributes only from model classes (on a
+    plain mixin they stayed unset ``ModelPrivateAttr`` objects)."""
 
     _clients: dict[str, Any] = PrivateAttr(default_factory=dict)
     _clients_pid: int = PrivateAttr(default=0)
