@@ -1,0 +1,133 @@
+"""The one entry point: lint, types, unit-<pkg>, integration-<pkg>, bench, demo, tests.
+
+Packages are discovered: ``shared/`` is ``core``, every ``connectors/<name>/`` with a
+pyproject (not starting with ``_``) is ``<name>``. Each unit session installs one package
+alone in a fresh venv (proving it installs by itself); integration sessions add the real-service
+harness, whose fixtures start the services the tests ask for.
+
+    nox -s tests                 # everything CI runs
+    nox -s unit-s3 integration-s3
+    nox -s bench -- core         # or sql, s3, gcs, kafka, all
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+CONNECTORS = sorted(
+    p.name
+    for p in (ROOT / "connectors").iterdir()
+    if (p / "pyproject.toml").is_file() and not p.name.startswith("_")
+)
+PACKAGES = {"core": "shared", **{name: f"connectors/{name}" for name in CONNECTORS}}
+TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "cloudpickle>=3"]
+HARNESS_REQS = "tests/services/requirements.txt"
+BENCH_SCRIPTS = {"core": "core_overhead", **{name: name for name in CONNECTORS}}
+
+
+def _requirements(session: nox.Session, *files: str) -> None:
+    for name in files:
+        if (ROOT / name).is_file():
+            session.install("-r", name)
+
+
+def _install(session: nox.Session, package: str, *, integration: bool = False) -> None:
+    """Install the core, ``package`` (alone) and its test requirements into the session venv."""
+    paths = ["./shared[testing]"]
+    if package != "core":
+        paths.append(f"./{PACKAGES[package]}")
+    session.install(*paths, *TEST_TOOLS)
+    _requirements(session, f"tests/{package}/requirements.txt")
+    if integration:
+        _requirements(session, HARNESS_REQS, f"tests/{package}/requirements-integration.txt")
+
+
+def _pytest(session: nox.Session, *paths: str) -> None:
+    session.run("pytest", *paths, *session.posargs, env={"PYTHONHASHSEED": "0"})
+
+
+def _unit(package: str) -> None:
+    @nox.session(name=f"unit-{package}")
+    def unit(session: nox.Session) -> None:
+        _install(session, package)
+        env = {}
+        if package == "core":
+            # Real distributions with real entry points, not patched metadata.
+            session.install("./tests/core/fixtures/testplugin")
+            dup = Path(session.create_tmp()) / "dup-plugin"
+            session.install("--target", str(dup), "./tests/core/fixtures/testplugin_dup")
+            env["FLOWPORT_TEST_DUP_PLUGIN_PATH"] = str(dup)
+            session.install("prefect-dask")
+        session.run("pytest", f"tests/{package}/unit", *session.posargs, env=env)
+
+
+def _integration(package: str) -> None:
+    @nox.session(name=f"integration-{package}")
+    def integration(session: nox.Session) -> None:
+        _install(session, package, integration=True)
+        _pytest(session, f"tests/{package}/integration")
+
+
+for _package in PACKAGES:
+    _unit(_package)
+    if (ROOT / "tests" / _package / "integration").is_dir():
+        _integration(_package)
+
+
+@nox.session(name="integration-harness")
+def integration_harness(session: nox.Session) -> None:
+    """The harness's own tests: every service starts, answers, survives SIGKILL, and leaves."""
+    session.install(*TEST_TOOLS)
+    _requirements(session, HARNESS_REQS)
+    _pytest(session, "tests/harness")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    """mypy: strict on the core, standard on connectors."""
+    session.install("mypy>=1.13", "./shared[testing]", *(f"./{PACKAGES[c]}" for c in CONNECTORS))
+    session.run("mypy", "shared/src", *(f"connectors/{c}/src" for c in CONNECTORS))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """``nox -s bench -- core`` (or a connector name, or ``all``); extra args go to the script."""
+    args = session.posargs or ["core"]
+    names = list(BENCH_SCRIPTS) if args[0] == "all" else [args[0]]
+    unknown = [n for n in names if n not in BENCH_SCRIPTS]
+    if unknown:
+        session.error(f"unknown benchmark {unknown}; choose from {', '.join(BENCH_SCRIPTS)}, all")
+    for name in names:
+        _install(session, name)
+        _requirements(session, HARNESS_REQS, f"benchmarks/requirements-{name}.txt")
+        session.run("python", f"benchmarks/{BENCH_SCRIPTS[name]}.py", *args[1:])
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """A Prefect flow over LocalStore, then one step per connector against harness services."""
+    session.install("./shared", *(f"./{PACKAGES[c]}" for c in CONNECTORS))
+    _requirements(session, HARNESS_REQS, "demo/requirements.txt")
+    session.run("python", "-m", "demo.pipeline", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Everything CI runs: lint, types, every unit and integration session."""
+    names = ["lint", "types", *(f"unit-{p}" for p in PACKAGES), "integration-harness"]
+    names += [f"integration-{p}" for p in PACKAGES if (ROOT / "tests" / p / "integration").is_dir()]
+    for name in names:
+        session.notify(name)
