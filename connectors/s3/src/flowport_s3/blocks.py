@@ -1,8 +1,10 @@
 """Prefect Blocks: AWS credentials and an S3 bucket; clients built lazily, once per process.
 
-botocore's own retries are switched to ``{"mode": "standard", "max_attempts": 1}``: one HTTP
-attempt per call, so flowport's retry loop (per request, per part) is the only one and the two
-layers never multiply (5 x 5 = 25 attempts on a dead endpoint).
+botocore's own retries are switched to ``{"mode": "standard", "total_max_attempts": 1}``: one
+HTTP attempt per call, so flowport's retry loop (per request, per part) is the only one and the
+two layers never multiply (8 x 3 = 24 attempts on a dead endpoint). Note that botocore's
+``max_attempts`` counts *retries* (``max_attempts: 1`` means two requests), hence
+``total_max_attempts``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ _IP = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 #: Arguments a caller may not smuggle in through ``extra_put_args``: flowport sets them.
 _RESERVED_PUT_ARGS = frozenset({"Bucket", "Key", "Body", "UploadId", "PartNumber", "IfNoneMatch"})
 
-#: botocore retries off (one attempt); flowport's retry loop is the only one.
-BOTOCORE_RETRIES = {"mode": "standard", "max_attempts": 1}
+#: botocore retries off (one attempt in total); flowport's retry loop is the only one.
+BOTOCORE_RETRIES = {"mode": "standard", "total_max_attempts": 1}
 
 
 def validate_bucket_name(name: str) -> str:
