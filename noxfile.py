@@ -18,6 +18,7 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["tests"]  # a bare `nox` runs what CI runs, not bench or demo
 
 ROOT = Path(__file__).parent
 CONNECTORS = sorted(
