@@ -64,6 +64,8 @@ def running(name: str) -> Service | None:
         svc = SERVICES[name].from_state(data)
     except (KeyError, TypeError):
         return None
+    if svc.version != SERVICES[name]().version:  # e.g. FLOWPORT_KAFKA_VERSION asks another
+        return None
     return svc if svc.is_running() and svc.healthy() else None
 
 
@@ -119,7 +121,8 @@ class Harness:
                 try:
                     svc.start()
                 except BaseException:
-                    svc.close()  # the error already carries the log tail
+                    svc.save_log()  # the temp dir goes, the whole log stays for CI
+                    svc.close()
                     raise
             self.services[name] = svc
             return svc

@@ -41,11 +41,24 @@ class ServiceError(RuntimeError):
 # --------------------------------------------------------------------------- small helpers
 
 
+_handed_out: set[int] = set()
+_port_lock = threading.Lock()
+
+
 def free_port(host: str = HOST) -> int:
-    """Return a TCP port that is free on ``host`` right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """Return a TCP port that is free on ``host`` right now (the kernel picks it).
+
+    Never the same port twice in one process, so services started in parallel threads
+    cannot race for one port between this call and their bind.
+    """
+    with _port_lock:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -326,6 +339,15 @@ class Service:
     def log_tail(self, n: int = 40) -> str:
         """Last ``n`` lines of the server log."""
         return tail(self.log_path, n)
+
+    def save_log(self) -> Path | None:
+        """Copy the log to ``<state dir>/logs/`` (e.g. before a failed start is cleaned up)."""
+        if self.log_path is None or not self.log_path.exists():
+            return None
+        dest = RUN_DIR / "logs" / f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.log_path, dest)
+        return dest
 
     def describe(self) -> str:
         """One line naming implementation and version, for ``status``."""

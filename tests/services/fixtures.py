@@ -23,6 +23,11 @@ def _service(name: str) -> Iterator[Service]:
     svc = SERVICES[name]()
     try:
         svc.start()
+    except BaseException:
+        svc.save_log()
+        svc.close()
+        raise
+    try:
         yield svc
     finally:
         svc.close()

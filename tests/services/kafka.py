@@ -113,10 +113,10 @@ def render_server_properties(
             "transaction.state.log.num.partitions": 4,
             "offsets.topic.num.partitions": 4,
             "group.initial.rebalance.delay.ms": 0,
-        # After SIGKILL the controller refuses the new broker (DUPLICATE_BROKER_REGISTRATION)
-        # until the old session expires: keep that short so a crash restart takes seconds.
-        "broker.heartbeat.interval.ms": 500,
-        "broker.session.timeout.ms": 3000,
+            # After SIGKILL the controller refuses the new broker (DUPLICATE_BROKER_REGISTRATION)
+            # until the old session expires: keep that short so a crash restart takes seconds.
+            "broker.heartbeat.interval.ms": 500,
+            "broker.session.timeout.ms": 3000,
             "auto.create.topics.enable": str(auto_create_topics).lower(),
         }
     )
@@ -146,6 +146,7 @@ def kafka_libs(version: str) -> Path:
                 f"org.apache.maven.plugins:maven-dependency-plugin:"
                 f"{versions.MAVEN_DEPENDENCY_PLUGIN_VERSION}:copy-dependencies",
                 f"-DoutputDirectory={libs}",
+                f"-Dmaven.repo.local={CACHE_DIR / 'm2'}",
                 "-DincludeScope=runtime",
             ],
             f"mvn (kafka {version})",

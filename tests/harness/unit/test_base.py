@@ -81,3 +81,19 @@ def test_tail_and_start_time(tmp_path: Path) -> None:
     assert base.tail(tmp_path / "missing") == ""
     assert base.process_start_time(os.getpid()) is not None
     assert base.group_alive(os.getpgid(0))
+
+
+def test_kafka_version_env_override() -> None:
+    import subprocess
+    import sys
+
+    code = "from tests.services import Kafka; print(Kafka().version, Kafka().libs_dir.parent.name)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "FLOWPORT_KAFKA_VERSION": "4.0.0"},
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["4.0.0", "4.0.0"]
