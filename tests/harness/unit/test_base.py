@@ -97,3 +97,9 @@ def test_kafka_version_env_override() -> None:
         check=True,
     ).stdout.split()
     assert out == ["4.0.0", "4.0.0"]
+
+
+def test_kafka_cluster_id_never_looks_like_an_option() -> None:
+    ids = {kafka._cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
