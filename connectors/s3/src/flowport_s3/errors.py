@@ -166,7 +166,8 @@ def translate(
             system=SYSTEM,
             target=target,
         )
-    if isinstance(exc, bce.ParamValidationError | bce.NoRegionError | bce.ProfileNotFound):
+    if isinstance(exc, bce.ParamValidationError | bce.NoRegionError | bce.ProfileNotFound
+                  | bce.MissingDependencyException):
         return ConfigError(f"{SYSTEM} {target}: {cause}", system=SYSTEM, target=target)
     if status is not None and 400 <= status < 500:
         return InvalidInput(f"{SYSTEM} {target}{at}: {cause}", system=SYSTEM, target=target)
