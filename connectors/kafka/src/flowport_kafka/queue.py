@@ -1,0 +1,718 @@
+"""The operations: plain Python over kafka-python, no Prefect imports.
+
+Delivery guarantees live here:
+
+* :func:`produce` sends every message, waits for every acknowledgement and reports each one;
+  any message that was not acknowledged ends in a :class:`~flowport.errors.DeliveryError`.
+* :class:`Reader` reads batches without committing; :func:`commit_offsets` commits exactly the
+  offsets of a batch. Consumers live for one call: nothing is committed behind your back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, NamedTuple
+
+from flowport.errors import (
+    Conflict,
+    DeliveryError,
+    InvalidInput,
+    NotFound,
+    TransientError,
+)
+from flowport.secrets import redact
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kerr
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, OffsetSpec
+from kafka.structs import MemberState, OffsetAndMetadata
+
+SYSTEM = "Kafka"
+
+SerializerSpec = Literal["bytes", "str", "json"] | Callable[[Any], bytes | None]
+DeserializerSpec = Literal["bytes", "str", "json"] | Callable[[bytes], Any]
+Headers = Mapping[str, bytes | str] | Sequence[tuple[str, bytes | str]]
+
+# --------------------------------------------------------------------------- data types
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message to produce. Plain values given to ``produce`` become ``Record(value)``."""
+
+    value: Any
+    key: Any = None
+    headers: Headers | None = None
+    partition: int | None = None
+    timestamp: int | datetime | None = None
+    """Milliseconds since the epoch (or an aware ``datetime``); None lets the producer stamp it."""
+
+
+class Message(NamedTuple):
+    """One consumed message, key and value deserialized, headers as ``(name, bytes)`` pairs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: Any
+    value: Any
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp: int
+
+    def header(self, name: str) -> bytes | None:
+        """The first header called ``name``, or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class Delivery(NamedTuple):
+    """Where one produced message landed (``message`` is its position in the input)."""
+
+    message: int
+    partition: int
+    offset: int
+
+
+@dataclass
+class ProduceResult:
+    """Per-message delivery metadata of one ``produce`` call, stored compactly.
+
+    ``result[i]`` is the :class:`Delivery` of the i-th message (partition -1 / offset -1 when
+    it was not delivered, which only a :class:`DeliveryError`'s ``result`` can show).
+    """
+
+    topic: str
+    partitions: array = field(default_factory=lambda: array("i"))  # type: ignore[type-arg]
+    offsets: array = field(default_factory=lambda: array("q"))  # type: ignore[type-arg]
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, index: int) -> Delivery:
+        if index < 0:
+            index += len(self)
+        return Delivery(index, self.partitions[index], self.offsets[index])
+
+    def __iter__(self) -> Iterator[Delivery]:
+        for i, (p, o) in enumerate(zip(self.partitions, self.offsets, strict=True)):
+            yield Delivery(i, p, o)
+
+    @property
+    def count(self) -> int:
+        """Messages delivered."""
+        return sum(1 for o in self.offsets if o >= 0)
+
+    def last_offsets(self) -> dict[int, int]:
+        """The highest offset written per partition."""
+        out: dict[int, int] = {}
+        for p, o in zip(self.partitions, self.offsets, strict=True):
+            if o > out.get(p, -1):
+                out[p] = o
+        return out
+
+
+@dataclass
+class Batch:
+    """Messages read by ``consume`` and the offsets that ``commit(batch)`` will commit.
+
+    ``offsets[(topic, partition)]`` is the next offset to read: the last message's offset + 1.
+    """
+
+    group_id: str | None
+    messages: list[Message]
+    offsets: dict[tuple[str, int], int]
+    bytes: int = 0
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.messages)
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)
+
+    def values(self) -> list[Any]:
+        """Just the values, in read order."""
+        return [m.value for m in self.messages]
+
+
+@dataclass
+class ConsumeIntoResult:
+    """What ``consume_into`` moved: counts, committed offsets and the sink's non-None results."""
+
+    messages: int = 0
+    bytes: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    committed: dict[tuple[str, int], int] = field(default_factory=dict)
+    sink_results: list[Any] = field(default_factory=list)
+    stopped_by: str = ""
+
+
+class PartitionLag(NamedTuple):
+    """Lag of one partition for one consumer group."""
+
+    topic: str
+    partition: int
+    committed: int | None
+    end: int
+    lag: int
+
+
+@dataclass
+class TopicInfo:
+    """What ``describe_topics`` reports for one topic."""
+
+    name: str
+    partitions: list[dict[str, Any]]
+    configs: dict[str, str]
+    internal: bool = False
+
+    @property
+    def partition_count(self) -> int:
+        return len(self.partitions)
+
+
+# --------------------------------------------------------------------------- serializers
+
+
+def _ser_bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise TypeError(f"expected bytes, got {type(value).__name__} (choose serializer 'str'/'json')")
+
+
+def _ser_str(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected str, got {type(value).__name__}")
+    return value.encode()
+
+
+def _ser_json(value: Any) -> bytes | None:
+    return None if value is None else json.dumps(value, separators=(",", ":")).encode()
+
+
+def _de_str(data: bytes | None) -> Any:
+    return None if data is None else data.decode()
+
+
+def _de_json(data: bytes | None) -> Any:
+    return None if data is None else json.loads(data)
+
+
+_SERIALIZERS: dict[str, Callable[[Any], bytes | None]] = {
+    "bytes": _ser_bytes,
+    "str": _ser_str,
+    "json": _ser_json,
+}
+_DESERIALIZERS: dict[str, Callable[[bytes | None], Any] | None] = {
+    "bytes": None,
+    "str": _de_str,
+    "json": _de_json,  # None: pass bytes through untouched
+}
+
+
+def serializer(spec: SerializerSpec) -> Callable[[Any], bytes | None]:
+    """``'bytes'``, ``'str'``, ``'json'`` or your own callable ``value -> bytes``."""
+    if callable(spec):
+        return spec
+    try:
+        return _SERIALIZERS[spec]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown Kafka serializer {spec!r} (bytes, str, json or a callable)", system=SYSTEM
+        ) from None
+
+
+def deserializer(spec: DeserializerSpec) -> Callable[[bytes | None], Any] | None:
+    """``'bytes'`` (None: identity), ``'str'``, ``'json'`` or a callable ``bytes -> value``."""
+    if callable(spec):
+        return lambda data: None if data is None else spec(data)
+    try:
+        return _DESERIALIZERS[spec]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown Kafka deserializer {spec!r} (bytes, str, json or a callable)", system=SYSTEM
+        ) from None
+
+
+def _headers(headers: Headers | None) -> list[tuple[str, bytes]] | None:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(k), v.encode() if isinstance(v, str) else bytes(v)) for k, v in items]
+
+
+def _timestamp_ms(ts: int | datetime | None) -> int | None:
+    if ts is None or isinstance(ts, int):
+        return ts
+    return int(ts.timestamp() * 1000)
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def missing_topics(admin: KafkaAdminClient, topics: Sequence[str]) -> list[str]:
+    """The topics of ``topics`` the cluster does not have (one metadata request)."""
+    found = admin.describe_topics(list(topics))
+    missing = []
+    for info in found:
+        code = info.get("error_code", 0)
+        if code == kerr.UnknownTopicOrPartitionError.errno:
+            missing.append(info["name"])
+        elif code:
+            raise kerr.for_code(code)(f"topic {info['name']}")
+    return missing
+
+
+def require_topics(admin: KafkaAdminClient, topics: Sequence[str], brokers: str) -> None:
+    """Raise :class:`NotFound` naming the topics and brokers when any topic is missing."""
+    missing = missing_topics(admin, topics)
+    if missing:
+        names = ", ".join(repr(t) for t in missing)
+        raise NotFound(
+            f"Kafka topic(s) {names} not found at {brokers}; flowport never auto-creates "
+            f"topics, create them first (create_topics)",
+            system=SYSTEM,
+            target=",".join(missing),
+        )
+
+
+def create_topics(
+    admin: KafkaAdminClient,
+    specs: Mapping[str, Mapping[str, Any]],
+    exist_ok: bool,
+    timeout: float,
+) -> list[str]:
+    """Create topics; return the names actually created. Idempotent when ``exist_ok``."""
+    result = admin.create_topics(dict(specs), timeout_ms=int(timeout * 1000), raise_errors=False)
+    created, errors = [], []
+    for topic in result["topics"]:
+        code = topic.get("error_code", 0)
+        if code == 0:
+            created.append(topic["name"])
+        elif code == kerr.TopicAlreadyExistsError.errno and exist_ok:
+            continue
+        else:
+            errors.append((topic["name"], kerr.for_code(code), topic.get("error_message")))
+    if created:
+        admin.wait_for_topics(created, timeout_ms=int(timeout * 1000))
+    if errors:
+        name, cls, detail = errors[0]
+        if cls is kerr.TopicAlreadyExistsError:
+            raise Conflict(f"Kafka topic {name!r} already exists", system=SYSTEM, target=name)
+        raise cls(f"topic {name}: {detail or cls.__name__}")
+    return created
+
+
+def delete_topics(
+    admin: KafkaAdminClient, topics: Sequence[str], missing_ok: bool, timeout: float
+) -> list[str]:
+    """Delete topics; return the names deleted. Idempotent when ``missing_ok``."""
+    result = admin.delete_topics(list(topics), timeout_ms=int(timeout * 1000), raise_errors=False)
+    deleted = []
+    for topic in result["topics"]:
+        code = topic.get("error_code", 0)
+        if code == 0:
+            deleted.append(topic["name"])
+        elif code == kerr.UnknownTopicOrPartitionError.errno:
+            if not missing_ok:
+                raise NotFound(
+                    f"Kafka topic {topic['name']!r} not found", system=SYSTEM, target=topic["name"]
+                )
+        else:
+            raise kerr.for_code(code)(f"topic {topic['name']}: {topic.get('error_message')}")
+    return deleted
+
+
+def list_topics(admin: KafkaAdminClient, include_internal: bool = False) -> list[str]:
+    """Topic names, sorted; internal ones (``__consumer_offsets``) only when asked."""
+    names = admin.list_topics()
+    return sorted(n for n in names if include_internal or not n.startswith("__"))
+
+
+def describe_topics(
+    admin: KafkaAdminClient, topics: Sequence[str], brokers: str, all_configs: bool = False
+) -> list[TopicInfo]:
+    """Partitions (leader, replicas, in-sync replicas) and configs of each topic."""
+    require_topics(admin, topics, brokers)
+    metas = {t["name"]: t for t in admin.describe_topics(list(topics))}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
+    configs = admin.describe_configs(
+        resources, config_filter="all" if all_configs else "modified"
+    ).get("topic", {})
+    out = []
+    for name in topics:
+        meta = metas[name]
+        parts = [
+            {
+                "partition": p["partition_index"],
+                "leader": p["leader_id"],
+                "replicas": list(p["replica_nodes"]),
+                "isr": list(p["isr_nodes"]),
+            }
+            for p in sorted(meta["partitions"], key=lambda p: p["partition_index"])
+        ]
+        cfg = {k: v.get("value") for k, v in configs.get(name, {}).items()}
+        out.append(TopicInfo(name, parts, cfg, bool(meta.get("is_internal"))))
+    return out
+
+
+def topic_partitions(admin: KafkaAdminClient, topics: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of ``topics``."""
+    tps = []
+    for meta in admin.describe_topics(list(topics)):
+        for p in meta["partitions"]:
+            tps.append(TopicPartition(meta["name"], p["partition_index"]))
+    return sorted(tps)
+
+
+# --------------------------------------------------------------------------- produce
+
+
+def _delivery_error(
+    topic: str,
+    brokers: str,
+    result: ProduceResult,
+    failures: dict[int, BaseException],
+    first_unsent: int | None,
+    sent: int,
+) -> DeliveryError:
+    shown = sorted(failures)[:10]
+    detail = "; ".join(
+        f"#{i}: {redact(f'{type(failures[i]).__name__}: {failures[i]}')}" for i in shown
+    )
+    more = f" and {len(failures) - len(shown)} more" if len(failures) > len(shown) else ""
+    unsent = f"; messages from #{first_unsent} on were not sent" if first_unsent is not None else ""
+    err = DeliveryError(
+        f"Kafka topic {topic!r} at {brokers}: {len(failures)} of {sent} messages were not "
+        f"delivered ({detail}{more}){unsent}. Delivered messages are in .result; re-send "
+        f"only the failed ones (.failed) to avoid duplicates",
+        system=SYSTEM,
+        target=topic,
+    )
+    err.failed = {i: f"{type(e).__name__}: {e}" for i, e in failures.items()}  # type: ignore[attr-defined]
+    err.result = result  # type: ignore[attr-defined]
+    err.first_unsent = first_unsent  # type: ignore[attr-defined]
+    return err
+
+
+# Errors of one message that do not stop the rest of the batch.
+_PER_MESSAGE = (
+    kerr.MessageSizeTooLargeError,
+    kerr.RecordListTooLargeError,
+    kerr.InvalidTimestampError,
+    AssertionError,
+    TypeError,
+    ValueError,
+)
+
+
+def produce(
+    producer: KafkaProducer,
+    topic: str,
+    messages: Iterable[Any],
+    *,
+    brokers: str,
+    key_serializer: SerializerSpec = "bytes",
+    value_serializer: SerializerSpec = "bytes",
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 10_000,
+) -> ProduceResult:
+    """Send every message and wait for every acknowledgement.
+
+    Not retried as a whole: re-sending after an ambiguous failure could duplicate messages.
+    The idempotent producer retries each batch itself (no duplicates, order kept) until
+    ``delivery_timeout_ms``; whatever is still unacknowledged then is a DeliveryError.
+    """
+    kser, vser = serializer(key_serializer), serializer(value_serializer)
+    result = ProduceResult(topic)
+    partitions, offsets = result.partitions, result.offsets
+    failures: dict[int, BaseException] = {}
+
+    def delivered(i: int, md: Any) -> None:
+        partitions[i] = md.partition
+        offsets[i] = md.offset
+
+    def failed(i: int, exc: BaseException) -> None:
+        failures[i] = exc
+
+    send = producer.send
+    nbytes = 0
+    first_unsent: int | None = None
+    i = -1
+    started = time.perf_counter()
+    for i, item in enumerate(messages):
+        partitions.append(-1)
+        offsets.append(-1)
+        if type(item) is Record:
+            value, key, headers = item.value, item.key, _headers(item.headers)
+            part, ts = item.partition, _timestamp_ms(item.timestamp)
+        else:
+            value, key, headers, part, ts = item, None, None, None, None
+        try:
+            v = vser(value)
+            k = None if key is None else kser(key)
+        except Exception as exc:
+            failures[i] = InvalidInput(
+                f"cannot serialize message #{i}: {exc}", system=SYSTEM, target=topic
+            )
+            failures[i].__cause__ = exc
+            continue
+        try:
+            future = send(topic, v, key=k, headers=headers, partition=part, timestamp_ms=ts)
+        except _PER_MESSAGE as exc:
+            failures[i] = exc
+            continue
+        except Exception as exc:  # the producer itself is stuck (no metadata, closed, fatal)
+            failures[i] = exc
+            first_unsent = i + 1
+            break
+        future.add_callback(delivered, i)
+        future.add_errback(failed, i)
+        if v is not None:
+            nbytes += len(v)
+        if progress is not None and i % progress_every == 0 and i:
+            progress(progress_every)
+    producer.flush()
+    result.bytes = nbytes
+    result.seconds = time.perf_counter() - started
+    if progress is not None and i >= 0:
+        progress((i + 1) % progress_every or progress_every)
+    if failures:
+        raise _delivery_error(topic, brokers, result, failures, first_unsent, i + 1)
+    return result
+
+
+# --------------------------------------------------------------------------- consume
+
+
+class Reader:
+    """One consumer for one task call: subscribe, read batches, commit only when told.
+
+    ``ends`` is a snapshot of the high watermarks taken when partitions are first assigned,
+    so "read to the end" means the end as it was when reading started.
+    """
+
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        topics: Sequence[str],
+        group_id: str | None,
+        key_deserializer: DeserializerSpec = "bytes",
+        value_deserializer: DeserializerSpec = "bytes",
+    ):
+        self.consumer = consumer
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.kd = deserializer(key_deserializer)
+        self.vd = deserializer(value_deserializer)
+        self.ends: dict[TopicPartition, int] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def join(self, timeout: float) -> None:
+        """Subscribe and wait until the group gave this consumer its partitions."""
+        consumer = self.consumer
+        consumer.subscribe(self.topics)
+        deadline = time.monotonic() + timeout
+        self._pending: dict[TopicPartition, list[Any]] = {}
+        while not consumer.assignment():
+            # poll drives the join; anything it returns is kept for the first batch
+            polled = consumer.poll(timeout_ms=200, max_records=1, update_offsets=True)
+            for tp, recs in polled.items():
+                self._pending.setdefault(tp, []).extend(recs)
+            if consumer.assignment():
+                break
+            meta = consumer.group_metadata()
+            if meta.state == MemberState.STABLE and meta.generation_id >= 0:
+                return  # joined, but other members hold every partition: nothing to read
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"Kafka consumer group {self.group_id!r} got no partitions of "
+                    f"{self.topics} within {timeout:.0f}s (coordinator unavailable?)",
+                    system=SYSTEM,
+                    target=str(self.group_id),
+                )
+        self._snapshot_ends()
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        """Manual assignment (no group): for readers that must not touch any group's offsets."""
+        self.consumer.assign(list(partitions))
+        self._pending = {}
+        self._snapshot_ends()
+
+    def _snapshot_ends(self) -> None:
+        new = [tp for tp in self.consumer.assignment() if tp not in self.ends]
+        if new:
+            self.ends.update(self.consumer.end_offsets(new))
+
+    def close(self) -> None:
+        """Leave the group without committing anything."""
+        self.consumer.close(autocommit=False)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def at_end(self) -> bool:
+        """True when every assigned partition was read up to the snapshot of its end."""
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return True
+        self._snapshot_ends()
+        return all(self.consumer.position(tp) >= self.ends[tp] for tp in assigned)
+
+    def _convert(self, records: list[Any], out: list[Message]) -> int:
+        kd, vd = self.kd, self.vd
+        nbytes = 0
+        for r in records:
+            key, value = r.key, r.value
+            try:
+                if kd is not None and key is not None:
+                    key = kd(key)
+                if vd is not None:
+                    value = vd(value)
+            except Exception as exc:
+                raise InvalidInput(
+                    f"Kafka topic {r.topic!r} partition {r.partition} offset {r.offset}: "
+                    f"cannot deserialize ({type(exc).__name__}: {exc}); read it with "
+                    f"value_deserializer='bytes' to inspect it",
+                    system=SYSTEM,
+                    target=r.topic,
+                ) from exc
+            out.append(
+                Message(
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    key,
+                    value,
+                    tuple(r.headers) if r.headers else (),
+                    r.timestamp,
+                )
+            )
+            nbytes += r.serialized_value_size if r.serialized_value_size > 0 else 0
+        return nbytes
+
+    def read(self, max_messages: int, max_wait: float, stop_at_end: bool) -> Batch:
+        """Up to ``max_messages``, waiting at most ``max_wait`` s; nothing is committed."""
+        messages: list[Message] = []
+        offsets: dict[tuple[str, int], int] = {}
+        nbytes = 0
+        pending, self._pending = getattr(self, "_pending", {}), {}
+        polled: dict[TopicPartition, list[Any]] = pending
+        deadline = time.monotonic() + max_wait
+        consumer = self.consumer
+        while True:
+            for tp, recs in polled.items():
+                if recs:
+                    nbytes += self._convert(recs, messages)
+                    offsets[(tp.topic, tp.partition)] = recs[-1].offset + 1
+            left = max_messages - len(messages)
+            if left <= 0 or (stop_at_end and self.at_end()):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            polled = consumer.poll(timeout_ms=int(min(remaining, 1.0) * 1000), max_records=left)
+        return Batch(self.group_id, messages, offsets, nbytes)
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit ``offsets`` with this consumer's group membership."""
+        if offsets:
+            self.consumer.commit(_offset_map(offsets))
+
+
+def _offset_map(offsets: Mapping[tuple[str, int], int]) -> dict[TopicPartition, Any]:
+    return {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+
+
+def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[tuple[str, int], int]) -> None:
+    """Commit explicit offsets for the consumer's group without joining it.
+
+    kafka-python sends an OffsetCommit with no generation for a consumer that has a group_id
+    and no subscription; the coordinator accepts it while the group has no active members
+    (every flowport consumer has left when its task call ended). Idempotent: committing the
+    same offsets twice leaves the same state.
+    """
+    try:
+        if offsets:
+            consumer.commit(_offset_map(offsets))
+    finally:
+        consumer.close(autocommit=False)
+
+
+def find_message(
+    reader: Reader,
+    predicate: Callable[[Message], bool],
+    timeout: float,
+) -> Message | None:
+    """Read (without any group) until ``predicate`` holds for a message or time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        batch = reader.read(500, min(remaining, 1.0), stop_at_end=False)
+        for message in batch.messages:
+            if predicate(message):
+                return message
+
+
+def seek_for_await(
+    consumer: KafkaConsumer, partitions: Sequence[TopicPartition], since: int | datetime | None
+) -> None:
+    """Position manually assigned partitions at the end, or at the first message ``since``."""
+    if since is None:
+        consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            consumer.position(tp)  # resolve now, so messages produced after this call count
+        return
+    ts = _timestamp_ms(since)
+    found = consumer.offsets_for_times({tp: ts for tp in partitions})
+    for tp in partitions:
+        hit = found.get(tp)
+        if hit is None:
+            consumer.seek_to_end(tp)
+            consumer.position(tp)
+        else:
+            consumer.seek(tp, hit.offset)
+
+
+# --------------------------------------------------------------------------- lag
+
+
+def consumer_lag(
+    admin: KafkaAdminClient, group_id: str, topics: Sequence[str] | None
+) -> list[PartitionLag]:
+    """Committed offset, end offset and lag per partition of ``group_id``.
+
+    With ``topics``, every partition of those topics is listed (lag counts from the earliest
+    offset where the group committed nothing); without, the partitions the group committed.
+    """
+    committed = admin.list_group_offsets({group_id: None}).get(group_id, {})
+    tps = topic_partitions(admin, topics) if topics else sorted(committed)
+    if not tps:
+        return []
+    ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+    starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps})
+    rows = []
+    for tp in tps:
+        end = ends[tp].offset
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else None
+        lag = end - (done if done is not None else starts[tp].offset)
+        rows.append(PartitionLag(tp.topic, tp.partition, done, end, max(lag, 0)))
+    return rows
