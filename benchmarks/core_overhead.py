@@ -18,11 +18,11 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="flowport-bench-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from prefect import flow, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.testing.utilities import prefect_test_harness
 
-from flowport import RetryingTask  # noqa: E402
+from flowport import RetryingTask
 
 
 class Increment(RetryingTask):
@@ -60,7 +60,7 @@ def main() -> None:
             increment(i)
         times: dict[str, list[float]] = {"bare @task": [], "RetryingTask": []}
         clock = time.perf_counter
-        for r in range(args.rounds):
+        for _ in range(args.rounds):
             spent = {"bare @task": 0.0, "RetryingTask": 0.0}
             for i in range(per_round):  # interleaved call by call: same load for both
                 t0 = clock()

@@ -18,9 +18,9 @@ from types import ModuleType
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="flowport-demo-"))
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
-from prefect import flow, task  # noqa: E402
+from prefect import flow, task
 
-from flowport import LocalStore  # noqa: E402
+from flowport import LocalStore
 
 
 @task

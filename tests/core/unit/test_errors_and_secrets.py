@@ -6,9 +6,10 @@ import pickle
 
 import cloudpickle
 import pytest
+from pydantic import SecretStr
+
 from flowport import errors
 from flowport.secrets import MASK, redact, reveal
-from pydantic import SecretStr
 
 
 def test_hierarchy() -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from flowport.errors import ConfigError, TransientError
 from flowport.hookspecs import hookimpl
 from flowport.plugins import (

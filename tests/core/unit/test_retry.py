@@ -7,10 +7,11 @@ import pickle
 import time
 
 import pytest
+from pydantic import SecretStr, ValidationError
+
 from flowport.errors import AuthError, NotFound, TransientError
 from flowport.retry import RetryPolicy
 from flowport.secrets import reveal
-from pydantic import SecretStr, ValidationError
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.0, max_delay=0.0, deadline=None)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from flowport.errors import InvalidInput
 from flowport.keys import local_path, matches
 from flowport.store import LocalStore

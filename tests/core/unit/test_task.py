@@ -8,12 +8,12 @@ import uuid
 
 import cloudpickle
 import pytest
-from flowport import NotFound, RetryPolicy
-from flowport.hookspecs import hookimpl
-from flowport.plugins import register, unregister
 from prefect import flow
 from prefect.context import TaskRunContext
 
+from flowport import NotFound, RetryPolicy
+from flowport.hookspecs import hookimpl
+from flowport.plugins import register, unregister
 from tests.core.sample_tasks import Add, AsyncDouble, Flaky, FlakyFetch, Missing
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
