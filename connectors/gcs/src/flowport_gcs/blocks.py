@@ -1,0 +1,287 @@
+"""Prefect Blocks: GCP credentials and a GCS bucket; clients built lazily per process."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING, Any, cast
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from flowport.blocks import LazyClients
+from flowport.errors import AuthError, ConfigError
+from flowport.retry import Retrier
+from flowport.secrets import reveal
+
+if TYPE_CHECKING:
+    from flowport_gcs.store import GcsStore
+
+GOOGLE_ENDPOINT = "https://storage.googleapis.com"
+SCOPES = ("https://www.googleapis.com/auth/devstorage.full_control",)
+#: Resumable chunks must be multiples of this (GCS protocol).
+CHUNK_GRANULARITY = 256 * 1024
+
+
+class GcpCredentials(LazyClients, Block):
+    """How to authenticate to Google Cloud: a service-account key (as a secret or a file),
+    application default credentials (nothing set), or anonymous access to an emulator."""
+
+    _block_type_slug = "flowport-gcp-credentials"
+    _block_type_name = "Flowport GCP Credentials"
+    _description = "Google Cloud credentials for flowport's GCS connector."
+
+    service_account_info: SecretStr | None = Field(
+        default=None,
+        description="The service-account key JSON (kept secret). Also signs v4 URLs.",
+    )
+    service_account_file: str | None = Field(
+        default=None, description="Path to a service-account key JSON file."
+    )
+    anonymous: bool = Field(
+        default=False,
+        description="Send requests without credentials (emulators, public buckets). A "
+        "service-account key given as well is then used only to sign URLs.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        description="API endpoint, e.g. http://127.0.0.1:4443 for fake-gcs-server "
+        "(default: Google's).",
+    )
+    project: str | None = Field(default=None, description="Project id (default: from the key).")
+    timeout: float = Field(
+        default=120.0, gt=0, description="Seconds to wait for a connection or a response."
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> GcpCredentials:
+        if self.service_account_info is not None and self.service_account_file:
+            raise ValueError("give service_account_info or service_account_file, not both")
+        return self
+
+    @property
+    def api_endpoint(self) -> str:
+        """Base URL of the JSON / upload / download APIs."""
+        return (self.endpoint or GOOGLE_ENDPOINT).rstrip("/")
+
+    @property
+    def is_custom_endpoint(self) -> bool:
+        return self.api_endpoint != GOOGLE_ENDPOINT
+
+    # -- credentials ---------------------------------------------------------------------
+
+    def _service_account(self) -> Any | None:
+        """Service-account credentials from the secret or the file, or None."""
+        from google.oauth2 import service_account as _service_account
+
+        service_account: Any = _service_account
+
+        try:
+            if self.service_account_info is not None:
+                info = json.loads(reveal(self.service_account_info) or "")
+                for part in ("private_key", "private_key_id"):  # masked if ever echoed alone
+                    if isinstance(info, dict) and isinstance(info.get(part), str):
+                        reveal(info[part])
+                return service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+            if self.service_account_file:
+                return service_account.Credentials.from_service_account_file(
+                    self.service_account_file, scopes=SCOPES
+                )
+        except (ValueError, KeyError, OSError) as exc:
+            # The message of a JSON error may quote the key: name the field, not the content.
+            source = "service_account_file" if self.service_account_file else "service_account_info"
+            raise ConfigError(
+                f"GCS credentials: {source} is not a usable service-account key "
+                f"({type(exc).__name__})",
+                system="GCS",
+            ) from None
+        return None
+
+    def google_credentials(self) -> Any:
+        """The google-auth credentials of this process (shared by every client)."""
+
+        def make() -> Any:
+            if self.anonymous:
+                from google.auth import credentials
+
+                return cast(Any, credentials).AnonymousCredentials()
+            creds = self._service_account()
+            if creds is not None:
+                return creds
+            import google.auth
+            import google.auth.exceptions
+
+            try:
+                creds, _ = google.auth.default(scopes=SCOPES)
+            except google.auth.exceptions.DefaultCredentialsError as exc:
+                raise AuthError(
+                    "GCS: no credentials given and no application default credentials found "
+                    "(set service_account_info / service_account_file, run "
+                    "'gcloud auth application-default login', or set anonymous=True for an "
+                    "emulator)",
+                    system="GCS",
+                ) from exc
+            return creds
+
+        return self._client("credentials", make)
+
+    def signing_credentials(self) -> Any | None:
+        """Credentials that can sign v4 URLs: a service-account key, if one is configured."""
+        return self._client("signing", self._service_account)
+
+    def refresh(self) -> bool:
+        """Refresh the credentials once (after a 401); False when they cannot be refreshed."""
+        creds = self.google_credentials()
+        if self.anonymous or not hasattr(creds, "refresh"):
+            return False
+        import google.auth.exceptions
+        import google.auth.transport.requests
+
+        try:
+            creds.refresh(google.auth.transport.requests.Request())
+        except google.auth.exceptions.GoogleAuthError:
+            return False
+        return True
+
+    def project_id(self) -> str | None:
+        if self.project:
+            return self.project
+        creds = self.google_credentials()
+        return getattr(creds, "project_id", None) or getattr(creds, "quota_project_id", None)
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def session(self, pool_size: int = 16) -> Any:
+        """An authorized ``requests`` session (one per process) for the data path."""
+
+        creds = self.google_credentials()  # outside _client: its lock is not re-entrant
+
+        def make() -> Any:
+            import requests.adapters
+            from google.auth.transport import requests as transport
+
+            sess = cast(Any, transport).AuthorizedSession(creds)
+            adapter = requests.adapters.HTTPAdapter(
+                pool_connections=4, pool_maxsize=max(pool_size, 4), max_retries=0
+            )
+            sess.mount("http://", adapter)
+            sess.mount("https://", adapter)
+            sess.headers["User-Agent"] = "flowport-gcs"
+            return sess
+
+        return self._client("session", make)
+
+    def storage_client(self) -> Any:
+        """A ``google.cloud.storage.Client`` sharing this process's credentials and session."""
+
+        creds, session, project = self.google_credentials(), self.session(), self.project_id()
+
+        def make() -> Any:
+            from google.cloud import storage
+
+            options: dict[str, Any] = {}
+            if self.endpoint:
+                options["client_options"] = {"api_endpoint": self.api_endpoint}
+            return storage.Client(
+                project=project or "flowport", credentials=creds, _http=session, **options
+            )
+
+        return self._client("storage", make)
+
+
+def _check_csek(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    try:
+        raw = base64.b64decode(value.get_secret_value(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError("encryption_key must be a base64-encoded 32-byte AES-256 key")
+    return value
+
+
+class GcsBucket(Block):
+    """A GCS bucket (and optional key prefix) plus how to transfer to it.
+
+    Only object-level requests are made (``client.bucket()``, never ``get_bucket()``), so
+    object permissions on the bucket are enough.
+    """
+
+    _block_type_slug = "flowport-gcs-bucket"
+    _block_type_name = "Flowport GCS Bucket"
+    _description = "A GCS bucket for flowport's tasks (resumable, retried transfers)."
+
+    bucket: str = Field(description="Bucket name.")
+    prefix: str = Field(default="", description="Key prefix every key is relative to.")
+    credentials: GcpCredentials = Field(
+        default_factory=GcpCredentials, description="How to authenticate."
+    )
+    chunk_size: int = Field(
+        default=16 * 1024 * 1024,
+        ge=CHUNK_GRANULARITY,
+        description="Bytes per resumable-upload chunk (a multiple of 256 KiB): the unit that "
+        "is retried after a transient failure. Two chunks are in memory per upload.",
+    )
+    simple_upload_limit: int = Field(
+        default=8 * 1024 * 1024,
+        ge=0,
+        description="Objects up to this size are written in one multipart request.",
+    )
+    concurrency: int = Field(
+        default=8, ge=1, le=64, description="Parallel requests (composite parts, deletes)."
+    )
+    composite_threshold: int | None = Field(
+        default=None,
+        description="Files at least this big are uploaded as parallel parts joined with "
+        "compose (None: never). Composite objects have a crc32c but no md5.",
+    )
+    kms_key_name: str | None = Field(
+        default=None, description="Cloud KMS key (CMEK) for new objects."
+    )
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="Customer-supplied AES-256 key (base64, kept secret) for reads and writes.",
+    )
+    storage_class: str | None = Field(
+        default=None, description="Storage class of new objects (STANDARD, NEARLINE, ...)."
+    )
+    resume_by_query: bool | None = Field(
+        default=None,
+        description="After a failed chunk, ask the upload session how much it committed (the "
+        "GCS protocol). fake-gcs-server finalises an upload on that query, so the default "
+        "(None) turns it off for anonymous access to a custom endpoint; the failed chunk is "
+        "then re-sent from its start.",
+    )
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _csek(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_csek(value)
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _granular(cls, value: int) -> int:
+        if value % CHUNK_GRANULARITY:
+            raise ValueError("chunk_size must be a multiple of 256 KiB (262144 bytes)")
+        return value
+
+    @property
+    def query_on_resume(self) -> bool:
+        if self.resume_by_query is not None:
+            return self.resume_by_query
+        return not (self.credentials.anonymous and self.credentials.is_custom_endpoint)
+
+    def url(self, key: str = "") -> str:
+        """``gs://bucket/prefix/key`` for messages and artifacts."""
+        from flowport.keys import join_key
+
+        path = join_key(self.prefix.strip("/"), key) if self.prefix else key
+        return f"gs://{self.bucket}/{path}"
+
+    def store(self, retrier: Retrier | None = None) -> GcsStore:
+        """A :class:`~flowport_gcs.store.GcsStore` over this bucket, retrying with ``retrier``."""
+        from flowport_gcs.store import GcsStore
+
+        return GcsStore(self, retrier=retrier)
