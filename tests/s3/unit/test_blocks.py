@@ -10,7 +10,7 @@ import boto3
 import cloudpickle
 import pytest
 from botocore.stub import Stubber
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from flowport.errors import ConfigError
 from flowport_s3 import AwsCredentials, S3Bucket
@@ -124,3 +124,15 @@ def test_assumed_role_credentials_refresh_before_expiry() -> None:
     assert (second.access_key, second.token) == ("ASIAEXAMPLEROLE02", "role-token-2")
     stub.assert_no_pending_responses()
     assert session.region_name == "us-east-1"
+
+
+def test_model_copy_with_other_settings_gets_its_own_client() -> None:
+    bucket = S3Bucket(bucket_name="ok-bucket", credentials=creds())
+    first = bucket.client()
+    other = bucket.model_copy(update={"credentials": bucket.credentials.model_copy(
+        update={"endpoint_url": "http://127.0.0.1:10"})})
+    assert other.client() is not first
+    assert other.client().meta.endpoint_url == "http://127.0.0.1:10"
+    rotated = bucket.credentials.model_copy(update={"aws_secret_access_key": SecretStr("x" * 40)})
+    assert rotated.fingerprint() != bucket.credentials.fingerprint()
+    assert bucket.client() is first

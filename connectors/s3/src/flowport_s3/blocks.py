@@ -9,6 +9,7 @@ two layers never multiply (8 x 3 = 24 attempts on a dead endpoint). Note that bo
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from typing import Any, Literal
@@ -94,6 +95,16 @@ class AwsCredentials(LazyClients, Block):
     connect_timeout: float = Field(default=10.0, gt=0, description="Connect timeout (s).")
     read_timeout: float = Field(default=60.0, gt=0, description="Socket read timeout (s).")
 
+    def fingerprint(self) -> str:
+        """A digest of every setting (secrets included): clients are cached under it, so a
+        ``model_copy(update=...)`` of a block, which shares the cache, never reuses a client
+        built for other settings."""
+        values = [
+            (name, reveal(value) if isinstance(value, SecretStr) else value)
+            for name, value in sorted(self.__dict__.items())
+        ]
+        return hashlib.sha256(repr(values).encode()).hexdigest()[:24]
+
     def _base_session(self) -> Any:
         import boto3
 
@@ -146,7 +157,7 @@ class AwsCredentials(LazyClients, Block):
             base = self._base_session()
             return self._assume_role(base) if self.role_arn else base
 
-        return self._client("session", make)
+        return self._client(f"session:{self.fingerprint()}", make)
 
     def config(self, **overrides: Any) -> Any:
         """A botocore Config: flowport's retry choice, timeouts, addressing style, SigV4."""
@@ -242,7 +253,7 @@ class S3Bucket(LazyClients, Block):
     def client(self) -> Any:
         """The S3 client of this process, created on first use (pool sized for concurrency)."""
         return self._client(
-            "s3",
+            f"s3:{self.credentials.fingerprint()}:{self.concurrency}",
             lambda: self.credentials.get_client(
                 "s3", max_pool_connections=max(10, self.concurrency + 4)
             ),

@@ -232,7 +232,10 @@ class S3Store(BaseStore):
 
     @property
     def client(self) -> Any:
-        return self.bucket.client()
+        client = self.__dict__.get("_s3_client")
+        if client is None:
+            client = self.__dict__["_s3_client"] = self.bucket.client()
+        return client
 
     def url_for(self, key: str) -> str:
         return self._target(self._full(key))
