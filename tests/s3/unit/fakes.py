@@ -135,6 +135,13 @@ class FakeS3:
         self.body_fail_after = None  # one broken stream, then healthy ones
         return {"Body": Body(chunk, fail), "ContentLength": len(chunk), "ETag": self._etag(data)}
 
+    def list_objects_v2(self, **p: Any) -> dict[str, Any]:
+        self._enter("ListObjectsV2", p)
+        keys = sorted(k for k in self.objects if k.startswith(p.get("Prefix", "")))
+        return {"Contents": [{"Key": k, "Size": len(self.objects[k]), "ETag": self._etag(
+            self.objects[k]), "LastModified": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+            for k in keys], "IsTruncated": False}
+
     def delete_objects(self, **p: Any) -> dict[str, Any]:
         self._enter("DeleteObjects", p)
         errors, deleted = [], []

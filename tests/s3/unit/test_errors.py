@@ -89,3 +89,12 @@ def test_revealed_secrets_are_redacted_from_messages() -> None:
     exc = client_error("InvalidArgument", 400, message="bad header sUpErSeCrEt-value-123")
     err = errors.translate(exc, operation="PutObject", target=TARGET)
     assert "sUpErSeCrEt-value-123" not in err.message
+
+
+def test_missing_crc_dependency_is_a_config_error() -> None:
+    from flowport.errors import ConfigError
+
+    exc = bce.MissingDependencyException(msg="Using CRC32C requires botocore[crt]")
+    err = errors.translate(exc, operation="UploadPart", target=TARGET)
+    assert isinstance(err, ConfigError)
+    assert "botocore[crt]" in err.message

@@ -254,3 +254,17 @@ def test_local_etag_matches_s3_rules(tmp_path: Path) -> None:
     digest = hashlib.md5(b"".join(hashlib.md5(p, usedforsecurity=False).digest() for p in parts),
                          usedforsecurity=False).hexdigest()
     assert local_etag(path, "abc-3", 1024) == f"{digest}-3"
+
+
+@pytest.mark.parametrize("evil", ["m/../../escape", "m/a/../../../escape"])
+def test_sync_download_refuses_traversal_keys_before_writing(tmp_path: Path, evil: str) -> None:
+    """S3 itself allows such keys; sync refuses the whole plan before any download."""
+    fake = FakeS3()
+    fake.objects["m/fine.txt"] = b"ok"
+    fake.objects[evil] = b"evil"
+    target = tmp_path / "inside"
+    with pytest.raises(InvalidInput, match="escape"):
+        store(fake).sync(target, "m", direction="download")
+    assert fake.ops("GetObject") == []
+    assert not (tmp_path / "escape").exists()
+    assert list(tmp_path.rglob("*")) == []
