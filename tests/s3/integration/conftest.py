@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,8 +13,9 @@ from flowport_s3 import AwsCredentials, S3Bucket
 from tests.services.fixtures import *  # noqa: F403
 
 
-def credentials_for(server: Any, *, secret: str | None = None, endpoint: str | None = None
-                    ) -> AwsCredentials:
+def credentials_for(
+    server: Any, *, secret: str | None = None, endpoint: str | None = None
+) -> AwsCredentials:
     return AwsCredentials(
         aws_access_key_id=server.access_key,
         aws_secret_access_key=secret or server.secret_key,
@@ -50,10 +52,9 @@ def bucket_name(s3_server: Any, raw_client: Any) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:20]}"
     raw_client.create_bucket(Bucket=name)
     yield name
-    try:
+    # A fault test may leave the server restarting; the bucket is temporary anyway.
+    with contextlib.suppress(Exception):
         _empty_and_drop(s3_server.client(), name)
-    except Exception:  # a fault test may leave the server restarting; the bucket is temporary
-        pass
 
 
 @pytest.fixture

@@ -31,8 +31,9 @@ class Retries:
         self.lock = threading.Lock()
 
     @hookimpl
-    def flowport_task_retried(self, name: str, attempt: int, exception: BaseException,
-                              **_: Any) -> None:
+    def flowport_task_retried(
+        self, name: str, attempt: int, exception: BaseException, **_: Any
+    ) -> None:
         with self.lock:
             self.seen.append((name, attempt, f"{type(exception).__name__}: {exception}"))
 
@@ -121,8 +122,9 @@ def test_connection_resets_are_retried(
 ) -> None:
     proxy = toxiproxy.proxy_for(s3_server, name="s3-resets")
     try:
-        via_proxy = bucket.model_copy(update={"credentials": credentials_for(
-            s3_server, endpoint=f"http://{proxy.listen}")})
+        via_proxy = bucket.model_copy(
+            update={"credentials": credentials_for(s3_server, endpoint=f"http://{proxy.listen}")}
+        )
         data = os.urandom(20 * MiB + 5)
 
         def window(seconds: float) -> threading.Thread:
@@ -138,12 +140,13 @@ def test_connection_resets_are_retried(
         assert info.size == len(data)
         uploads_retried = len(retries.seen)
         assert uploads_retried >= 1
-        assert any("reset" in cause.lower() or "connection" in cause.lower()
-                   for _, _, cause in retries.seen)
+        assert any(
+            "reset" in cause.lower() or "connection" in cause.lower()
+            for _, _, cause in retries.seen
+        )
 
         healer = window(1.5)
-        path = download_file.fn(via_proxy, "resets/blob", tmp_path / "blob",
-                                retry_policy=PATIENT)
+        path = download_file.fn(via_proxy, "resets/blob", tmp_path / "blob", retry_policy=PATIENT)
         healer.join()
         assert Path(path).read_bytes() == data
         assert len(retries.seen) > uploads_retried
@@ -160,12 +163,14 @@ def test_broken_download_stream_resumes_from_its_offset(
     S3Store(bucket).put_bytes(data, "resume/blob")
     proxy = toxiproxy.proxy_for(s3_server, name="s3-resume")
     try:
-        via_proxy = bucket.model_copy(update={"credentials": credentials_for(
-            s3_server, endpoint=f"http://{proxy.listen}")})
+        via_proxy = bucket.model_copy(
+            update={"credentials": credentials_for(s3_server, endpoint=f"http://{proxy.listen}")}
+        )
         ranges: list[str] = []
         via_proxy.client().meta.events.register(
             "provide-client-params.s3.GetObject",
-            lambda params, **_: ranges.append(params.get("Range", "")))
+            lambda params, **_: ranges.append(params.get("Range", "")),
+        )
         proxy.toxic("limit_data", "downstream", bytes=10 * MiB)
         store = S3Store(via_proxy, retrier=PATIENT.bind(errors.is_transient, "resume-test"))
         digest = hashlib.sha256()
@@ -183,11 +188,13 @@ def test_broken_download_stream_resumes_from_its_offset(
 def test_wrong_secret_is_auth_error_after_exactly_one_attempt(
     bucket: S3Bucket, s3_server: Any, retries: Retries
 ) -> None:
-    wrong = bucket.model_copy(update={"credentials": credentials_for(
-        s3_server, secret="definitely-not-the-secret")})
+    wrong = bucket.model_copy(
+        update={"credentials": credentials_for(s3_server, secret="definitely-not-the-secret")}
+    )
     sent: list[str] = []
-    wrong.client().meta.events.register("before-send.s3", lambda request, **_: sent.append(
-        request.method))
+    wrong.client().meta.events.register(
+        "before-send.s3", lambda request, **_: sent.append(request.method)
+    )
     with pytest.raises(AuthError) as info:
         upload_bytes.fn(wrong, b"data", "auth/k")
     assert len(sent) == 1
@@ -204,8 +211,9 @@ def test_path_traversal_refused_before_any_request(bucket: S3Bucket, tmp_path: P
     target = tmp_path / "inside"
     target.mkdir()
     sent: list[str] = []
-    bucket.client().meta.events.register("before-send.s3", lambda request, **_: sent.append(
-        request.url))
+    bucket.client().meta.events.register(
+        "before-send.s3", lambda request, **_: sent.append(request.url)
+    )
     for key in ("../outside", "a/../../outside", "/etc/passwd", "nul\x00byte", "a\\..\\..\\x"):
         with pytest.raises(InvalidInput):
             download_file.fn(bucket, key, directory=target)

@@ -19,13 +19,20 @@ MiB = 1024 * 1024
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def make_tree(root: Path) -> None:
-    files = {"a.txt": b"alpha", "sub/b.csv": b"b,c\n1,2\n", "sub/deep/c.bin": os.urandom(9 * MiB),
-             "empty": b""}
+    files = {
+        "a.txt": b"alpha",
+        "sub/b.csv": b"b,c\n1,2\n",
+        "sub/deep/c.bin": os.urandom(9 * MiB),
+        "empty": b"",
+    }
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
@@ -47,7 +54,11 @@ def test_upload_then_download_round_trip(bucket: S3Bucket, tmp_path: Path) -> No
     assert down.transferred == up.transferred
     assert tree(dst) == tree(src)
     assert [i.key for i in list_objects.fn(bucket, "mirror/")] == [
-        "mirror/a.txt", "mirror/empty", "mirror/sub/b.csv", "mirror/sub/deep/c.bin"]
+        "mirror/a.txt",
+        "mirror/empty",
+        "mirror/sub/b.csv",
+        "mirror/sub/deep/c.bin",
+    ]
     # Nothing changed: both directions skip everything.
     assert sync.fn(bucket, src, "mirror").transferred == []
     again = sync.fn(bucket, dst, "mirror", direction="download")

@@ -44,8 +44,9 @@ def pattern(size: int, seed: int = 0) -> bytes:
     return (block * (size // len(block) + 1))[:size]
 
 
-def test_upload_download_round_trip_in_a_flow(bucket: S3Bucket, tmp_path: Path,
-                                              raw_client: Any) -> None:
+def test_upload_download_round_trip_in_a_flow(
+    bucket: S3Bucket, tmp_path: Path, raw_client: Any
+) -> None:
     src = tmp_path / "in.bin"
     src.write_bytes(pattern(20 * MiB + 3))  # 3 parts of 8 MiB
 
@@ -88,7 +89,9 @@ def test_table_artifact_summarises_transfer(bucket: S3Bucket) -> None:
     async def read() -> list[Any]:
         async with get_client() as client:
             return await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["flowport-upload-bytes"]))
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["flowport-upload-bytes"])
+                )
             )
 
     import anyio
@@ -120,7 +123,10 @@ def test_list_stat_exists(bucket: S3Bucket) -> None:
     deep, shallow, limited, info, yes, no = look()
     assert [i.key for i in deep] == ["l/a.csv", "l/sub/c.csv", "l/sub/deep/d.csv"]
     assert [(i.key, i.is_prefix) for i in shallow] == [
-        ("l/a.csv", False), ("l/b.txt", False), ("l/sub/", True)]
+        ("l/a.csv", False),
+        ("l/b.txt", False),
+        ("l/sub/", True),
+    ]
     assert len(limited) == 2
     assert info.size == 2 and info.etag and info.last_modified is not None
     assert yes is True and no is False
@@ -175,8 +181,9 @@ def test_delete_objects_batches_of_1000(bucket: S3Bucket) -> None:
     client = bucket.client()
     keys = [f"del/{i:05d}" for i in range(1005)]
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda k: client.put_object(Bucket=bucket.bucket_name, Key=k, Body=b"x"),
-                      keys))
+        list(
+            pool.map(lambda k: client.put_object(Bucket=bucket.bucket_name, Key=k, Body=b"x"), keys)
+        )
     sizes: list[int] = []
 
     def count(params: dict[str, Any], **_: Any) -> None:
@@ -205,10 +212,10 @@ def test_delete_objects_reports_invalid_keys(bucket: S3Bucket) -> None:
 def test_presigned_get_and_put(bucket: S3Bucket) -> None:
     put_url = presigned_url.fn(bucket, "p/up.txt", method="PUT", expires=120)
     req = urllib.request.Request(put_url, data=b"via presigned PUT", method="PUT")
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback test URL
+    with urllib.request.urlopen(req, timeout=30) as resp:
         assert resp.status == 200
     get_url = presigned_url.fn(bucket, "p/up.txt", expires=120)
-    with urllib.request.urlopen(get_url, timeout=30) as resp:  # noqa: S310
+    with urllib.request.urlopen(get_url, timeout=30) as resp:
         assert resp.read() == b"via presigned PUT"
     assert "X-Amz-Expires=120" in get_url
 
@@ -225,11 +232,16 @@ def test_conditional_create(bucket: S3Bucket, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["CRC32", "SHA1", "SHA256"])
-def test_checksum_algorithms_and_put_options(bucket: S3Bucket, algorithm: str,
-                                             raw_client: Any) -> None:
-    configured = bucket.model_copy(update={
-        "checksum_algorithm": algorithm, "storage_class": "STANDARD",
-        "extra_put_args": {"ContentType": "application/x-test", "Metadata": {"origin": "t"}}})
+def test_checksum_algorithms_and_put_options(
+    bucket: S3Bucket, algorithm: str, raw_client: Any
+) -> None:
+    configured = bucket.model_copy(
+        update={
+            "checksum_algorithm": algorithm,
+            "storage_class": "STANDARD",
+            "extra_put_args": {"ContentType": "application/x-test", "Metadata": {"origin": "t"}},
+        }
+    )
     data = pattern(17 * MiB, 5)
     info = upload_bytes.fn(configured, data, "ck/multi")
     upload_bytes.fn(configured, b"small", "ck/single")
@@ -252,8 +264,9 @@ def test_unknown_bucket_and_plugin_check(bucket: S3Bucket) -> None:
     assert flowport_cli(["check", "s3", "--block", name]) == 0
 
 
-def test_download_into_directory_refuses_traversal_on_real_server(bucket: S3Bucket,
-                                                                  tmp_path: Path) -> None:
+def test_download_into_directory_refuses_traversal_on_real_server(
+    bucket: S3Bucket, tmp_path: Path
+) -> None:
     target = tmp_path / "downloads"
     target.mkdir()
     upload_bytes.fn(bucket, b"inside", "escape")

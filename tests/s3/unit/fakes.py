@@ -15,8 +15,10 @@ from flowport_s3 import S3Bucket, S3Store
 
 def client_error(code: str, status: int, op: str = "Op", message: str = "") -> ClientError:
     return ClientError(
-        {"Error": {"Code": code, "Message": message or code},
-         "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}}},
+        {
+            "Error": {"Code": code, "Message": message or code},
+            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}},
+        },
         op,
     )
 
@@ -118,8 +120,11 @@ class FakeS3:
         if p["Key"] not in self.objects:
             raise client_error("404", 404, "HeadObject", "Not Found")
         data = self.objects[p["Key"]]
-        return {"ContentLength": len(data), "ETag": self._etag(data),
-                "LastModified": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+        return {
+            "ContentLength": len(data),
+            "ETag": self._etag(data),
+            "LastModified": datetime(2026, 1, 1, tzinfo=timezone.utc),
+        }
 
     def get_object(self, **p: Any) -> dict[str, Any]:
         self._enter("GetObject", p)
@@ -138,16 +143,27 @@ class FakeS3:
     def list_objects_v2(self, **p: Any) -> dict[str, Any]:
         self._enter("ListObjectsV2", p)
         keys = sorted(k for k in self.objects if k.startswith(p.get("Prefix", "")))
-        return {"Contents": [{"Key": k, "Size": len(self.objects[k]), "ETag": self._etag(
-            self.objects[k]), "LastModified": datetime(2026, 1, 1, tzinfo=timezone.utc)}
-            for k in keys], "IsTruncated": False}
+        return {
+            "Contents": [
+                {
+                    "Key": k,
+                    "Size": len(self.objects[k]),
+                    "ETag": self._etag(self.objects[k]),
+                    "LastModified": datetime(2026, 1, 1, tzinfo=timezone.utc),
+                }
+                for k in keys
+            ],
+            "IsTruncated": False,
+        }
 
     def delete_objects(self, **p: Any) -> dict[str, Any]:
         self._enter("DeleteObjects", p)
         errors, deleted = [], []
         for obj in p["Delete"]["Objects"]:
             if obj["Key"].startswith("locked/"):
-                errors.append({"Key": obj["Key"], "Code": "AccessDenied", "Message": "Access Denied"})
+                errors.append(
+                    {"Key": obj["Key"], "Code": "AccessDenied", "Message": "Access Denied"}
+                )
             else:
                 self.objects.pop(obj["Key"], None)
                 deleted.append({"Key": obj["Key"]})

@@ -20,9 +20,15 @@ SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 
 def creds(**kw: Any) -> AwsCredentials:
-    return AwsCredentials(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key=SECRET,
-                          aws_session_token="tok-secret-123", region_name="eu-west-1",
-                          endpoint_url="http://127.0.0.1:9", addressing_style="path", **kw)
+    return AwsCredentials(
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key=SECRET,
+        aws_session_token="tok-secret-123",
+        region_name="eu-west-1",
+        endpoint_url="http://127.0.0.1:9",
+        addressing_style="path",
+        **kw,
+    )
 
 
 def test_slugs() -> None:
@@ -32,15 +38,21 @@ def test_slugs() -> None:
 
 def test_secrets_never_in_repr_or_dump() -> None:
     bucket = S3Bucket(bucket_name="raw-events", credentials=creds())
-    for text in (repr(bucket), str(bucket), repr(bucket.credentials),
-                 str(bucket.model_dump()), bucket.model_dump_json()):
+    for text in (
+        repr(bucket),
+        str(bucket),
+        repr(bucket.credentials),
+        str(bucket.model_dump()),
+        bucket.model_dump_json(),
+    ):
         assert SECRET not in text
         assert "tok-secret-123" not in text
         assert "AKIDEXAMPLE" not in text
 
 
-@pytest.mark.parametrize("name", ["ab", "Upper", "under_score", "-lead", "trail-", "a..b",
-                                  "192.168.1.1", "x" * 64])
+@pytest.mark.parametrize(
+    "name", ["ab", "Upper", "under_score", "-lead", "trail-", "a..b", "192.168.1.1", "x" * 64]
+)
 def test_invalid_bucket_names_refused(name: str) -> None:
     with pytest.raises(ConfigError, match="bucket name"):
         validate_bucket_name(name)
@@ -59,11 +71,19 @@ def test_prefix_and_extra_args_validated() -> None:
 
 
 def test_put_args() -> None:
-    bucket = S3Bucket(bucket_name="ok-bucket", server_side_encryption="aws:kms",
-                      ssekms_key_id="kms-1", storage_class="STANDARD_IA",
-                      extra_put_args={"ContentType": "text/csv"})
-    assert bucket.put_args() == {"ContentType": "text/csv", "ServerSideEncryption": "aws:kms",
-                                 "SSEKMSKeyId": "kms-1", "StorageClass": "STANDARD_IA"}
+    bucket = S3Bucket(
+        bucket_name="ok-bucket",
+        server_side_encryption="aws:kms",
+        ssekms_key_id="kms-1",
+        storage_class="STANDARD_IA",
+        extra_put_args={"ContentType": "text/csv"},
+    )
+    assert bucket.put_args() == {
+        "ContentType": "text/csv",
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": "kms-1",
+        "StorageClass": "STANDARD_IA",
+    }
 
 
 def test_client_config_one_botocore_attempt_and_path_style() -> None:
@@ -92,21 +112,37 @@ def test_blocks_pickle_without_clients() -> None:
 
 def test_assumed_role_credentials_refresh_before_expiry() -> None:
     """Credentials that expire within botocore's mandatory window are fetched again."""
-    block = AwsCredentials(aws_access_key_id="AKIDBASE", aws_secret_access_key=SECRET,
-                           region_name="us-east-1",
-                           role_arn="arn:aws:iam::123456789012:role/loader",
-                           role_external_id="ext-secret-42")
-    sts = boto3.client("sts", region_name="us-east-1", aws_access_key_id="a",
-                       aws_secret_access_key="b")
+    block = AwsCredentials(
+        aws_access_key_id="AKIDBASE",
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
+        role_arn="arn:aws:iam::123456789012:role/loader",
+        role_external_id="ext-secret-42",
+    )
+    sts = boto3.client(
+        "sts", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
     stub = Stubber(sts)
     soon = datetime.now(timezone.utc) + timedelta(minutes=5)  # inside the 10 min window
-    expected = {"RoleArn": "arn:aws:iam::123456789012:role/loader",
-                "RoleSessionName": "flowport", "DurationSeconds": 3600,
-                "ExternalId": "ext-secret-42"}
+    expected = {
+        "RoleArn": "arn:aws:iam::123456789012:role/loader",
+        "RoleSessionName": "flowport",
+        "DurationSeconds": 3600,
+        "ExternalId": "ext-secret-42",
+    }
     for n in (1, 2):
-        stub.add_response("assume_role", {"Credentials": {
-            "AccessKeyId": f"ASIAEXAMPLEROLE0{n}", "SecretAccessKey": f"role-secret-{n}",
-            "SessionToken": f"role-token-{n}", "Expiration": soon}}, expected)
+        stub.add_response(
+            "assume_role",
+            {
+                "Credentials": {
+                    "AccessKeyId": f"ASIAEXAMPLEROLE0{n}",
+                    "SecretAccessKey": f"role-secret-{n}",
+                    "SessionToken": f"role-token-{n}",
+                    "Expiration": soon,
+                }
+            },
+            expected,
+        )
     stub.activate()
 
     class Base:
@@ -129,8 +165,13 @@ def test_assumed_role_credentials_refresh_before_expiry() -> None:
 def test_model_copy_with_other_settings_gets_its_own_client() -> None:
     bucket = S3Bucket(bucket_name="ok-bucket", credentials=creds())
     first = bucket.client()
-    other = bucket.model_copy(update={"credentials": bucket.credentials.model_copy(
-        update={"endpoint_url": "http://127.0.0.1:10"})})
+    other = bucket.model_copy(
+        update={
+            "credentials": bucket.credentials.model_copy(
+                update={"endpoint_url": "http://127.0.0.1:10"}
+            )
+        }
+    )
     assert other.client() is not first
     assert other.client().meta.endpoint_url == "http://127.0.0.1:10"
     rotated = bucket.credentials.model_copy(update={"aws_secret_access_key": SecretStr("x" * 40)})

@@ -14,10 +14,18 @@ TARGET = "s3://raw-events/2026/a.json"
 
 @pytest.mark.parametrize(
     ("code", "status"),
-    [("SlowDown", 503), ("Throttling", 400), ("RequestLimitExceeded", 400),
-     ("ServiceUnavailable", 503), ("InternalError", 500), ("BadGateway", 502),
-     ("GatewayTimeout", 504), ("RequestTimeout", 400), ("BadDigest", 400),
-     ("TooManyRequests", 429)],
+    [
+        ("SlowDown", 503),
+        ("Throttling", 400),
+        ("RequestLimitExceeded", 400),
+        ("ServiceUnavailable", 503),
+        ("InternalError", 500),
+        ("BadGateway", 502),
+        ("GatewayTimeout", 504),
+        ("RequestTimeout", 400),
+        ("BadDigest", 400),
+        ("TooManyRequests", 429),
+    ],
 )
 def test_transient_codes(code: str, status: int) -> None:
     exc = client_error(code, status)
@@ -27,16 +35,23 @@ def test_transient_codes(code: str, status: int) -> None:
 
 @pytest.mark.parametrize(
     ("code", "status", "kind"),
-    [("InvalidArgument", 400, InvalidInput), ("AccessDenied", 403, AuthError),
-     ("SignatureDoesNotMatch", 403, AuthError), ("403", 403, AuthError),
-     ("NoSuchKey", 404, NotFound), ("404", 404, NotFound), ("NoSuchBucket", 404, NotFound),
-     ("PreconditionFailed", 412, Conflict)],
+    [
+        ("InvalidArgument", 400, InvalidInput),
+        ("AccessDenied", 403, AuthError),
+        ("SignatureDoesNotMatch", 403, AuthError),
+        ("403", 403, AuthError),
+        ("NoSuchKey", 404, NotFound),
+        ("404", 404, NotFound),
+        ("NoSuchBucket", 404, NotFound),
+        ("PreconditionFailed", 412, Conflict),
+    ],
 )
 def test_permanent_codes(code: str, status: int, kind: type) -> None:
     exc = client_error(code, status)
     assert not errors.is_transient(exc)
-    err = errors.translate(exc, operation="GetObject", target=TARGET,
-                           endpoint="http://127.0.0.1:7070")
+    err = errors.translate(
+        exc, operation="GetObject", target=TARGET, endpoint="http://127.0.0.1:7070"
+    )
     assert type(err) is kind
     assert not err.transient
     assert "http://127.0.0.1:7070" in err.message
@@ -45,14 +60,17 @@ def test_permanent_codes(code: str, status: int, kind: type) -> None:
 
 @pytest.mark.parametrize(
     "exc",
-    [bce.EndpointConnectionError(endpoint_url="http://x"),
-     bce.ConnectionClosedError(endpoint_url="http://x"),
-     bce.ReadTimeoutError(endpoint_url="http://x"),
-     bce.ConnectTimeoutError(endpoint_url="http://x"),
-     bce.ResponseStreamingError(error="reset"),
-     bce.IncompleteReadError(actual_bytes=1, expected_bytes=2),
-     bce.FlexibleChecksumError(error_msg="crc32 mismatch"),
-     ConnectionResetError("reset"), TimeoutError("slow")],
+    [
+        bce.EndpointConnectionError(endpoint_url="http://x"),
+        bce.ConnectionClosedError(endpoint_url="http://x"),
+        bce.ReadTimeoutError(endpoint_url="http://x"),
+        bce.ConnectTimeoutError(endpoint_url="http://x"),
+        bce.ResponseStreamingError(error="reset"),
+        bce.IncompleteReadError(actual_bytes=1, expected_bytes=2),
+        bce.FlexibleChecksumError(error_msg="crc32 mismatch"),
+        ConnectionResetError("reset"),
+        TimeoutError("slow"),
+    ],
 )
 def test_connection_and_checksum_errors_are_transient(exc: BaseException) -> None:
     assert errors.is_transient(exc)
@@ -64,8 +82,12 @@ def test_programming_errors_are_not_transient() -> None:
 
 
 def test_not_found_names_bucket_or_object() -> None:
-    err = errors.translate(client_error("NoSuchBucket", 404), operation="HeadBucket",
-                           target="s3://raw-events", endpoint="http://h:1")
+    err = errors.translate(
+        client_error("NoSuchBucket", 404),
+        operation="HeadBucket",
+        target="s3://raw-events",
+        endpoint="http://h:1",
+    )
     assert err.message.startswith("S3 bucket 'raw-events' not found at http://h:1")
     err = errors.translate(client_error("NoSuchKey", 404), operation="GetObject", target=TARGET)
     assert err.message.startswith(f"S3 object {TARGET} not found")
@@ -73,8 +95,10 @@ def test_not_found_names_bucket_or_object() -> None:
 
 def test_retry_after_is_carried() -> None:
     exc = bce.ClientError(
-        {"Error": {"Code": "SlowDown"},
-         "ResponseMetadata": {"HTTPStatusCode": 503, "HTTPHeaders": {"retry-after": "3"}}},
+        {
+            "Error": {"Code": "SlowDown"},
+            "ResponseMetadata": {"HTTPStatusCode": 503, "HTTPHeaders": {"retry-after": "3"}},
+        },
         "PutObject",
     )
     err = errors.translate(exc, operation="PutObject", target=TARGET)

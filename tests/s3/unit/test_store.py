@@ -20,8 +20,9 @@ PART = 1024
 
 
 def store(fake: FakeS3, **kw: object) -> FakeStore:
-    return FakeStore(fake, retrier=FAST.bind(errors.is_transient, "unit"), part_size=PART,
-                     concurrency=3, **kw)
+    return FakeStore(
+        fake, retrier=FAST.bind(errors.is_transient, "unit"), part_size=PART, concurrency=3, **kw
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -248,11 +249,14 @@ def test_presign_validates_method_and_expiry() -> None:
 def test_local_etag_matches_s3_rules(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"a" * 2500)
-    assert local_etag(path, "abc", 1024) == hashlib.md5(b"a" * 2500,
-                                                        usedforsecurity=False).hexdigest()
+    assert (
+        local_etag(path, "abc", 1024) == hashlib.md5(b"a" * 2500, usedforsecurity=False).hexdigest()
+    )
     parts = [b"a" * 1024, b"a" * 1024, b"a" * 452]
-    digest = hashlib.md5(b"".join(hashlib.md5(p, usedforsecurity=False).digest() for p in parts),
-                         usedforsecurity=False).hexdigest()
+    digest = hashlib.md5(
+        b"".join(hashlib.md5(p, usedforsecurity=False).digest() for p in parts),
+        usedforsecurity=False,
+    ).hexdigest()
     assert local_etag(path, "abc-3", 1024) == f"{digest}-3"
 
 

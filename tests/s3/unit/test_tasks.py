@@ -13,9 +13,23 @@ from flowport.errors import InvalidInput
 from flowport.plugins import discover_connectors, get_connector
 from flowport_s3 import S3Bucket, download_file, upload_file
 
-EXPECTED = {"upload_file", "upload_bytes", "upload_stream", "download_file", "download_bytes",
-            "download_stream", "list_objects", "delete_objects", "copy_object", "move_object",
-            "sync", "presigned_url", "exists", "stat", "check_bucket"}
+EXPECTED = {
+    "upload_file",
+    "upload_bytes",
+    "upload_stream",
+    "download_file",
+    "download_bytes",
+    "download_stream",
+    "list_objects",
+    "delete_objects",
+    "copy_object",
+    "move_object",
+    "sync",
+    "presigned_url",
+    "exists",
+    "stat",
+    "check_bucket",
+}
 
 
 def test_plugin_entry_point_lists_every_task() -> None:

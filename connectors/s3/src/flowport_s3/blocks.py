@@ -48,8 +48,9 @@ def validate_bucket_name(name: str) -> str:
     elif _IP.match(name):
         problem = "it looks like an IP address"
     if problem:
-        raise ConfigError(f"S3 bucket name {name!r} is invalid: {problem}", system="S3",
-                          target=str(name))
+        raise ConfigError(
+            f"S3 bucket name {name!r} is invalid: {problem}", system="S3", target=str(name)
+        )
     return name
 
 
@@ -142,7 +143,7 @@ class AwsCredentials(LazyClients, Block):
             }
 
         core = botocore.session.Session()
-        core._credentials = DeferredRefreshableCredentials(  # noqa: SLF001 - boto3's own way
+        core._credentials = DeferredRefreshableCredentials(
             refresh_using=refresh, method="sts-assume-role"
         )
         region = self.region_name or base.region_name
@@ -200,7 +201,9 @@ class S3Bucket(LazyClients, Block):
     )
     prefix: str = Field(default="", description="Key prefix every key is relative to.")
     part_size: int = Field(
-        default=8 * MiB, ge=5 * MiB, le=5 * GiB,
+        default=8 * MiB,
+        ge=5 * MiB,
+        le=5 * GiB,
         description="Multipart part size (bytes); objects up to one part are a single PUT.",
     )
     concurrency: int = Field(
@@ -218,7 +221,7 @@ class S3Bucket(LazyClients, Block):
     )
     extra_put_args: dict[str, Any] = Field(
         default_factory=dict,
-        description="More PutObject / CreateMultipartUpload arguments (ContentType, Metadata, ...).",
+        description="More PutObject / CreateMultipartUpload arguments (ContentType, Metadata).",
     )
 
     @field_validator("bucket_name")

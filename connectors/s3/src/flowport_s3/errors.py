@@ -145,8 +145,9 @@ def translate(
             f"{SYSTEM} bucket '{bucket}' not found{at} ({cause})", system=SYSTEM, target=target
         )
     if code in NOT_FOUND_CODES or status == 404:
-        return NotFound(f"{SYSTEM} {kind} {target} not found{at} ({cause})", system=SYSTEM,
-                        target=target)
+        return NotFound(
+            f"{SYSTEM} {kind} {target} not found{at} ({cause})", system=SYSTEM, target=target
+        )
     if code in AUTH_CODES or status in (401, 403):
         return AuthError(
             f"{SYSTEM} refused access to {target}{at}: check the credentials and their "
@@ -166,8 +167,13 @@ def translate(
             system=SYSTEM,
             target=target,
         )
-    if isinstance(exc, bce.ParamValidationError | bce.NoRegionError | bce.ProfileNotFound
-                  | bce.MissingDependencyException):
+    if isinstance(
+        exc,
+        bce.ParamValidationError
+        | bce.NoRegionError
+        | bce.ProfileNotFound
+        | bce.MissingDependencyException,
+    ):
         return ConfigError(f"{SYSTEM} {target}: {cause}", system=SYSTEM, target=target)
     if status is not None and 400 <= status < 500:
         return InvalidInput(f"{SYSTEM} {target}{at}: {cause}", system=SYSTEM, target=target)

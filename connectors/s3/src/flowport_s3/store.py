@@ -66,7 +66,7 @@ def _etag(value: str | None) -> str | None:
 
 
 def read_exactly(reader: Any, size: int) -> bytes:
-    """Up to ``size`` bytes from a file object; fewer only at end of file (raw reads may be short)."""
+    """Up to ``size`` bytes from a file object; fewer only at its end (raw reads may be short)."""
     data = reader.read(size)
     if not data or len(data) >= size:
         return bytes(data or b"")
@@ -106,7 +106,7 @@ def parts_of(source: Source, size: int) -> Iterator[bytes]:
         while part := read_exactly(source, size):
             yield part
     else:
-        yield from rechunk((bytes(c) for c in source if c), size)  # type: ignore[union-attr]
+        yield from rechunk((bytes(c) for c in source if c), size)
 
 
 def bounded_map(
@@ -211,7 +211,8 @@ class S3Store(BaseStore):
             setattr(self, attr, value)
 
     def __repr__(self) -> str:
-        return f"S3Store(bucket={self.name!r}, prefix={self.prefix!r}, endpoint={self.bucket.endpoint!r})"
+        endpoint = self.bucket.endpoint
+        return f"S3Store(bucket={self.name!r}, prefix={self.prefix!r}, endpoint={endpoint!r})"
 
     def with_options(self, **options: Any) -> S3Store:
         """A copy sharing the block, with other tunables (part_size, concurrency, retrier, ...)."""
@@ -250,7 +251,9 @@ class S3Store(BaseStore):
             return method(Bucket=self.name, **params)
         except Exception as exc:
             raise errors.translate(
-                exc, operation=operation, target=self._target(full_key),
+                exc,
+                operation=operation,
+                target=self._target(full_key),
                 endpoint=self.bucket.endpoint,
             ) from exc
 
@@ -289,24 +292,37 @@ class S3Store(BaseStore):
     ) -> ObjectInfo:
         """Upload from bytes, a binary file object or an iterable of chunks, a part at a time."""
         full = self._full(key)
-        return self._info(self._put_parts(full, parts_of(source, self.part_size), if_not_exists,
-                                          progress))
+        return self._info(
+            self._put_parts(full, parts_of(source, self.part_size), if_not_exists, progress)
+        )
 
     def put_bytes(
-        self, data: bytes, key: str, *, if_not_exists: bool = False,
+        self,
+        data: bytes,
+        key: str,
+        *,
+        if_not_exists: bool = False,
         progress: ProgressFn | None = None,
     ) -> ObjectInfo:
         return self.put_stream(data, key, if_not_exists=if_not_exists, progress=progress)
 
     def put_file(
-        self, path: str | os.PathLike[str], key: str, *, if_not_exists: bool = False,
+        self,
+        path: str | os.PathLike[str],
+        key: str,
+        *,
+        if_not_exists: bool = False,
         progress: ProgressFn | None = None,
     ) -> ObjectInfo:
         full = self._full(key)  # validate before touching the file
         with open(path, "rb") as fh:
             return self._info(
-                self._put_parts(full, parts_of(fh, self._part_size_for(os.fstat(fh.fileno()).st_size)),
-                                if_not_exists, progress)
+                self._put_parts(
+                    full,
+                    parts_of(fh, self._part_size_for(os.fstat(fh.fileno()).st_size)),
+                    if_not_exists,
+                    progress,
+                )
             )
 
     def _part_size_for(self, size: int) -> int:
@@ -326,7 +342,7 @@ class S3Store(BaseStore):
 
         def all_parts() -> Iterator[bytes]:
             nonlocal first, second
-            yield first  # type: ignore[misc]
+            yield first
             first = None  # type: ignore[assignment]
             yield second  # type: ignore[misc]
             second = None
@@ -375,7 +391,10 @@ class S3Store(BaseStore):
     def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
         """One part: the idempotent unit of a multipart upload (same number, same bytes)."""
         params: dict[str, Any] = {
-            "Key": key, "UploadId": upload_id, "PartNumber": number, "Body": body,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": number,
+            "Body": body,
         }
         if self.bucket.checksum_algorithm:
             params["ChecksumAlgorithm"] = self.bucket.checksum_algorithm
@@ -394,7 +413,9 @@ class S3Store(BaseStore):
         self, key: str, upload_id: str, parts: list[dict[str, Any]], if_not_exists: bool
     ) -> dict[str, Any]:
         params: dict[str, Any] = {
-            "Key": key, "UploadId": upload_id, "MultipartUpload": {"Parts": parts},
+            "Key": key,
+            "UploadId": upload_id,
+            "MultipartUpload": {"Parts": parts},
         }
         if if_not_exists:
             params["IfNoneMatch"] = "*"
@@ -424,7 +445,10 @@ class S3Store(BaseStore):
             _log.warning(
                 "S3 multipart upload %s of %s could not be aborted (%s) after %s; "
                 "a lifecycle rule for incomplete uploads will clean it up",
-                upload_id, self._target(key), exc, type(cause).__name__,
+                upload_id,
+                self._target(key),
+                exc,
+                type(cause).__name__,
             )
 
     # -- downloads ---------------------------------------------------------------------
@@ -452,8 +476,11 @@ class S3Store(BaseStore):
                 os.ftruncate(fd, info.size)
                 step = self._part_size_for(info.size)
                 ranges = ((s, min(s + step, info.size) - 1) for s in range(0, info.size, step))
-                bounded_map(ranges, lambda r: self._fetch_range(full, info.etag, r, fd, progress),
-                            self.concurrency)
+                bounded_map(
+                    ranges,
+                    lambda r: self._fetch_range(full, info.etag, r, fd, progress),
+                    self.concurrency,
+                )
             os.close(fd)
             fd = -1
             os.replace(tmp, target)
@@ -465,7 +492,11 @@ class S3Store(BaseStore):
         return self._info(info)
 
     def _fetch_range(
-        self, key: str, etag: str | None, span: tuple[int, int], fd: int,
+        self,
+        key: str,
+        etag: str | None,
+        span: tuple[int, int],
+        fd: int,
         progress: ProgressFn | None,
     ) -> int:
         """One byte range written at its offset: the idempotent unit of a parallel download."""
@@ -482,14 +513,19 @@ class S3Store(BaseStore):
                     os.pwrite(fd, chunk, offset)
                     offset += len(chunk)
             except Exception as exc:
-                raise errors.translate(exc, operation="GetObject", target=self._target(key),
-                                       endpoint=self.bucket.endpoint) from exc
+                raise errors.translate(
+                    exc,
+                    operation="GetObject",
+                    target=self._target(key),
+                    endpoint=self.bucket.endpoint,
+                ) from exc
             finally:
                 body.close()
             if offset != end + 1:
                 raise errors.translate(
                     ConnectionError(f"range {start}-{end} ended at byte {offset}"),
-                    operation="GetObject", target=self._target(key),
+                    operation="GetObject",
+                    target=self._target(key),
                     endpoint=self.bucket.endpoint,
                 )
             return offset - start
@@ -526,12 +562,14 @@ class S3Store(BaseStore):
         while True:
             page = self._call("ListObjectsV2", prefix or None, **params)
             items = [
-                ObjectInfo(o["Key"], int(o.get("Size", 0)), _etag(o.get("ETag")),
-                           o.get("LastModified"))
+                ObjectInfo(
+                    o["Key"], int(o.get("Size", 0)), _etag(o.get("ETag")), o.get("LastModified")
+                )
                 for o in page.get("Contents") or ()
             ]
-            items += [ObjectInfo(p["Prefix"], 0, is_prefix=True)
-                      for p in page.get("CommonPrefixes") or ()]
+            items += [
+                ObjectInfo(p["Prefix"], 0, is_prefix=True) for p in page.get("CommonPrefixes") or ()
+            ]
             items.sort(key=lambda i: i.key)  # objects and prefixes interleave in key order
             yield from items
             token = page.get("NextContinuationToken")
@@ -610,14 +648,23 @@ class S3Store(BaseStore):
         return dest._multipart_copy(source, head, dst, progress)
 
     def _multipart_copy(
-        self, source: dict[str, str], head: dict[str, Any], dst: str,
+        self,
+        source: dict[str, str],
+        head: dict[str, Any],
+        dst: str,
         progress: ProgressFn | None,
     ) -> ObjectInfo:
         size = int(head["ContentLength"])
         step = max(self._part_size_for(size), math.ceil(size / self.max_parts))
         args = self._put_args()
-        for name in ("ContentType", "ContentEncoding", "ContentDisposition", "CacheControl",
-                     "ContentLanguage", "Metadata"):
+        for name in (
+            "ContentType",
+            "ContentEncoding",
+            "ContentDisposition",
+            "CacheControl",
+            "ContentLanguage",
+            "Metadata",
+        ):
             if head.get(name) and name not in args:
                 args[name] = head[name]
         upload_id = self._call("CreateMultipartUpload", dst, Key=dst, **args)["UploadId"]
@@ -627,7 +674,10 @@ class S3Store(BaseStore):
             number, start = numbered
             end = min(start + step, size) - 1
             params: dict[str, Any] = {
-                "Key": dst, "UploadId": upload_id, "PartNumber": number, "CopySource": source,
+                "Key": dst,
+                "UploadId": upload_id,
+                "PartNumber": number,
+                "CopySource": source,
                 "CopySourceRange": f"bytes={start}-{end}",
             }
             if etag:
@@ -652,19 +702,30 @@ class S3Store(BaseStore):
         full = self._full(key)
         operation = {"GET": "get_object", "PUT": "put_object"}.get(method.upper())
         if operation is None:
-            raise InvalidInput(f"S3 presigned URLs are for GET or PUT, not {method!r}",
-                               system=self.system, target=key)
+            raise InvalidInput(
+                f"S3 presigned URLs are for GET or PUT, not {method!r}",
+                system=self.system,
+                target=key,
+            )
         if not 1 <= int(expires) <= 7 * 24 * 3600:
-            raise InvalidInput(f"S3 presigned URL expiry must be 1 s to 7 days, not {expires}",
-                               system=self.system, target=key)
+            raise InvalidInput(
+                f"S3 presigned URL expiry must be 1 s to 7 days, not {expires}",
+                system=self.system,
+                target=key,
+            )
         try:
-            return str(self.client.generate_presigned_url(
-                operation, Params={"Bucket": self.name, "Key": full}, ExpiresIn=int(expires),
-                HttpMethod=method.upper(),
-            ))
+            return str(
+                self.client.generate_presigned_url(
+                    operation,
+                    Params={"Bucket": self.name, "Key": full},
+                    ExpiresIn=int(expires),
+                    HttpMethod=method.upper(),
+                )
+            )
         except Exception as exc:
-            raise errors.translate(exc, operation="presign", target=self._target(full),
-                                   endpoint=self.bucket.endpoint) from exc
+            raise errors.translate(
+                exc, operation="presign", target=self._target(full), endpoint=self.bucket.endpoint
+            ) from exc
 
     # -- sync --------------------------------------------------------------------------
 
@@ -686,11 +747,14 @@ class S3Store(BaseStore):
         (``etag``). ``delete`` removes extraneous files on the destination side. Downloads
         refuse every key that would land outside ``local_dir`` before writing anything."""
         if direction not in ("upload", "download"):
-            raise InvalidInput(f"sync direction must be 'upload' or 'download', not {direction!r}",
-                               system=self.system)
+            raise InvalidInput(
+                f"sync direction must be 'upload' or 'download', not {direction!r}",
+                system=self.system,
+            )
         if compare not in ("size_mtime", "etag"):
-            raise InvalidInput(f"sync compare must be 'size_mtime' or 'etag', not {compare!r}",
-                               system=self.system)
+            raise InvalidInput(
+                f"sync compare must be 'size_mtime' or 'etag', not {compare!r}", system=self.system
+            )
         validate_prefix(prefix, system=self.system)
         root = Path(local_dir).resolve()
         base = prefix.strip("/")
@@ -704,13 +768,17 @@ class S3Store(BaseStore):
 
         if direction == "upload":
             if not root.is_dir():
-                raise NotFound(f"local directory {root} not found", system="local",
-                               target=str(root))
+                raise NotFound(
+                    f"local directory {root} not found", system="local", target=str(root)
+                )
             local = _local_files(root)
             for rel in local:
                 validate_key(join_key(base, rel), system=self.system)
-            todo = [rel for rel, path in local.items()
-                    if self._differs(path, remote.get(rel), compare, upload=True)]
+            todo = [
+                rel
+                for rel, path in local.items()
+                if self._differs(path, remote.get(rel), compare, upload=True)
+            ]
             extraneous = sorted(set(remote) - set(local)) if delete else []
 
             def transfer(rel: str) -> int:
@@ -719,13 +787,19 @@ class S3Store(BaseStore):
             def remove() -> None:
                 res = self.delete_many(join_key(base, rel) for rel in extraneous)
                 if res.errors:
-                    raise InvalidInput(f"S3 sync could not delete {len(res.errors)} object(s): "
-                                       f"{dict(list(res.errors.items())[:5])}", system=self.system)
+                    raise InvalidInput(
+                        f"S3 sync could not delete {len(res.errors)} object(s): "
+                        f"{dict(list(res.errors.items())[:5])}",
+                        system=self.system,
+                    )
         else:
             targets = {rel: local_path(root, rel, system=self.system) for rel in remote}
             local = _local_files(root) if root.is_dir() else {}
-            todo = [rel for rel, info in remote.items()
-                    if self._differs(targets[rel], info, compare, upload=False)]
+            todo = [
+                rel
+                for rel, info in remote.items()
+                if self._differs(targets[rel], info, compare, upload=False)
+            ]
             extraneous = sorted(set(local) - set(remote)) if delete else []
 
             def transfer(rel: str) -> int:
@@ -743,8 +817,10 @@ class S3Store(BaseStore):
         result.skipped = sorted(set(local if direction == "upload" else remote) - set(todo))
         result.deleted = extraneous
         if dry_run:
-            sizes = {rel: (local[rel].stat().st_size if direction == "upload" else remote[rel].size)
-                     for rel in todo}
+            sizes = {
+                rel: (local[rel].stat().st_size if direction == "upload" else remote[rel].size)
+                for rel in todo
+            }
             result.bytes = sum(sizes.values())
             return result
         result.bytes = sum(bounded_map(sorted(todo), transfer, concurrency))
@@ -838,14 +914,18 @@ class _Reader(io.RawIOBase):
             data: bytes = self.body.read(size)
         except Exception as exc:
             self._drop()
-            raise errors.translate(exc, operation="GetObject",
-                                   target=self.store._target(self.key),
-                                   endpoint=self.store.bucket.endpoint) from exc
+            raise errors.translate(
+                exc,
+                operation="GetObject",
+                target=self.store._target(self.key),
+                endpoint=self.store.bucket.endpoint,
+            ) from exc
         if not data and self.size is not None and self.pos < self.size:
             self._drop()
             raise errors.translate(
                 ConnectionError(f"stream ended at byte {self.pos} of {self.size}"),
-                operation="GetObject", target=self.store._target(self.key),
+                operation="GetObject",
+                target=self.store._target(self.key),
                 endpoint=self.store.bucket.endpoint,
             )
         return data
@@ -877,5 +957,12 @@ class _Reader(io.RawIOBase):
         super().close()
 
 
-__all__ = ["S3_RETRY_POLICY", "S3Store", "SyncResult", "bounded_map", "local_etag", "parts_of",
-           "rechunk"]
+__all__ = [
+    "S3_RETRY_POLICY",
+    "S3Store",
+    "SyncResult",
+    "bounded_map",
+    "local_etag",
+    "parts_of",
+    "rechunk",
+]

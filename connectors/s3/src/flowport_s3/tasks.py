@@ -93,8 +93,7 @@ class UploadStream(S3Task):
         started = time.perf_counter()
         store = self.store(bucket)
         with Progress(f"upload {store.url_for(key)}", None) as bar:
-            info = store.put_stream(source, key, if_not_exists=if_not_exists,
-                                    progress=bar.advance)
+            info = store.put_stream(source, key, if_not_exists=if_not_exists, progress=bar.advance)
         self.summarise([_row(store, info)], started)
         return info
 
@@ -113,8 +112,9 @@ class DownloadFile(S3Task):
     ) -> Path:
         started = time.perf_counter()
         if (path is None) == (directory is None):
-            raise InvalidInput("download_file needs exactly one of path= or directory=",
-                               system="S3", target=key)
+            raise InvalidInput(
+                "download_file needs exactly one of path= or directory=", system="S3", target=key
+            )
         store = self.store(bucket)
         target = Path(path) if path is not None else local_path(directory, key, system="S3")  # type: ignore[arg-type]
         size = store.stat(key).size
@@ -131,8 +131,7 @@ class DownloadBytes(S3Task):
         started = time.perf_counter()
         store = self.store(bucket)
         data = store.get_bytes(key)
-        self.summarise([{"object": store.url_for(key), "objects": 1, "bytes": len(data)}],
-                       started)
+        self.summarise([{"object": store.url_for(key), "objects": 1, "bytes": len(data)}], started)
         return data
 
 
@@ -156,7 +155,7 @@ class DownloadStream(S3Task):
         size = store.stat(key).size
         with Progress(f"download {store.url_for(key)}", size) as bar:
             for chunk in store.get_stream(key, chunk_size=chunk_size):
-                write(chunk)  # type: ignore[operator]
+                write(chunk)
                 total += len(chunk)
                 bar.advance(len(chunk))
         self.summarise([{"object": store.url_for(key), "objects": 1, "bytes": total}], started)
@@ -195,15 +194,25 @@ class DeleteObjects(S3Task):
         started = time.perf_counter()
         store = self.store(bucket)
         result = store.delete_many(keys)
-        self.summarise([{"bucket": f"s3://{bucket.bucket_name}", "objects": len(result.deleted),
-                         "failed": len(result.errors), "bytes": 0}], started)
+        self.summarise(
+            [
+                {
+                    "bucket": f"s3://{bucket.bucket_name}",
+                    "objects": len(result.deleted),
+                    "failed": len(result.errors),
+                    "bytes": 0,
+                }
+            ],
+            started,
+        )
         if result.errors and raise_on_error:
             shown = "; ".join(f"{k}: {v}" for k, v in list(result.errors.items())[:10])
             raise DeliveryError(
                 f"S3 could not delete {len(result.errors)} of "
                 f"{len(result.errors) + len(result.deleted)} key(s) in bucket "
                 f"'{bucket.bucket_name}': {shown}",
-                system="S3", target=bucket.bucket_name,
+                system="S3",
+                target=bucket.bucket_name,
             )
         return result
 
@@ -259,13 +268,31 @@ class Sync(S3Task):
         store = self.store(bucket)
         where = "s3://" + "/".join(p for p in (bucket.bucket_name, store.prefix, prefix) if p)
         with Progress(f"sync {direction} {where}", None) as bar:
-            result = store.sync(local_dir, prefix, direction=direction, delete=delete,
-                                dry_run=dry_run, compare=compare, concurrency=concurrency,
-                                progress=bar.advance)
-        self.summarise([{"direction": direction, "local": str(local_dir),
-                         "prefix": prefix, "objects": len(result.transferred),
-                         "deleted": len(result.deleted), "skipped": len(result.skipped),
-                         "bytes": result.bytes, "dry_run": dry_run}], started)
+            result = store.sync(
+                local_dir,
+                prefix,
+                direction=direction,
+                delete=delete,
+                dry_run=dry_run,
+                compare=compare,
+                concurrency=concurrency,
+                progress=bar.advance,
+            )
+        self.summarise(
+            [
+                {
+                    "direction": direction,
+                    "local": str(local_dir),
+                    "prefix": prefix,
+                    "objects": len(result.transferred),
+                    "deleted": len(result.deleted),
+                    "skipped": len(result.skipped),
+                    "bytes": result.bytes,
+                    "dry_run": dry_run,
+                }
+            ],
+            started,
+        )
         return result
 
 
@@ -273,7 +300,11 @@ class PresignedUrl(S3Task):
     """A presigned GET or PUT URL for ``key``, valid for ``expires`` seconds (at most 7 days)."""
 
     def run(
-        self, bucket: S3Bucket, key: str, *, method: Literal["GET", "PUT"] = "GET",
+        self,
+        bucket: S3Bucket,
+        key: str,
+        *,
+        method: Literal["GET", "PUT"] = "GET",
         expires: int = 3600,
     ) -> str:
         return self.store(bucket).presign(key, method=method, expires=expires)
@@ -318,7 +349,21 @@ check_bucket = CheckBucket()
 
 TASKS = {
     t.name: t
-    for t in (upload_file, upload_bytes, upload_stream, download_file, download_bytes,
-              download_stream, list_objects, delete_objects, copy_object, move_object, sync,
-              presigned_url, exists, stat, check_bucket)
+    for t in (
+        upload_file,
+        upload_bytes,
+        upload_stream,
+        download_file,
+        download_bytes,
+        download_stream,
+        list_objects,
+        delete_objects,
+        copy_object,
+        move_object,
+        sync,
+        presigned_url,
+        exists,
+        stat,
+        check_bucket,
+    )
 }
