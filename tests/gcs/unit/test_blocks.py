@@ -76,11 +76,12 @@ def test_clients_are_lazy_and_dropped_on_pickling() -> None:
         assert copy.credentials.storage_client() is not client
 
 
-def test_resume_query_defaults() -> None:
+def test_resume_check_defaults() -> None:
     emulator = GcpCredentials(anonymous=True, endpoint="http://127.0.0.1:4443")
-    assert not GcsBucket(bucket="b", credentials=emulator).query_on_resume
-    assert GcsBucket(bucket="b", credentials=GcpCredentials(anonymous=True)).query_on_resume
-    assert GcsBucket(bucket="b", credentials=emulator, resume_by_query=True).query_on_resume
+    assert GcsBucket(bucket="b", credentials=emulator).resume_mode == "checksum"
+    assert GcsBucket(bucket="b", credentials=GcpCredentials(anonymous=True)).resume_mode == "status"
+    pinned = GcsBucket(bucket="b", credentials=emulator, resume_check="status")
+    assert pinned.resume_mode == "status"
 
 
 def test_unsafe_keys_refused_before_any_request() -> None:

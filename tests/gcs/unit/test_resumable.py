@@ -92,17 +92,29 @@ def test_lost_answer_is_not_sent_twice() -> None:
     assert stats.bytes_sent == len(data)
 
 
-def test_without_status_query_the_failed_chunk_is_resent_from_its_start() -> None:
-    """fake-gcs-server mode: a reset chunk is never partially kept, so resend it whole."""
+def test_checksum_mode_resends_a_chunk_the_session_did_not_keep() -> None:
+    """fake-gcs-server mode: no status query; the crc32c it reports shows nothing was kept."""
     data = os.urandom(4 * CHUNK)
     session = FakeSession({2: ("reset", 0)})
-    store = ScriptedStore(session, resume_by_query=False)
+    store = ScriptedStore(session, resume_check="checksum")
     upload(store, data)
     stats = store.last_upload
     assert stats is not None
-    assert session.queries == 0
+    assert (session.queries, session.probes) == (0, 1)
     assert bytes(session.data) == data
     assert stats.chunk_starts == [0, CHUNK, 2 * CHUNK, 2 * CHUNK, 3 * CHUNK]
+
+
+def test_checksum_mode_does_not_resend_a_chunk_the_session_kept() -> None:
+    data = os.urandom(4 * CHUNK)
+    session = FakeSession({1: ("lost", None)})
+    store = ScriptedStore(session, resume_check="checksum")
+    upload(store, data)
+    stats = store.last_upload
+    assert stats is not None
+    assert session.probes == 1
+    assert bytes(session.data) == data  # not duplicated
+    assert stats.chunk_starts == [0, CHUNK, 2 * CHUNK, 3 * CHUNK]
 
 
 def test_5xx_on_a_chunk_is_retried_alone() -> None:

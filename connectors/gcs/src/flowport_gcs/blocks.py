@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -247,12 +247,13 @@ class GcsBucket(Block):
     storage_class: str | None = Field(
         default=None, description="Storage class of new objects (STANDARD, NEARLINE, ...)."
     )
-    resume_by_query: bool | None = Field(
-        default=None,
-        description="After a failed chunk, ask the upload session how much it committed (the "
-        "GCS protocol). fake-gcs-server finalises an upload on that query, so the default "
-        "(None) turns it off for anonymous access to a custom endpoint; the failed chunk is "
-        "then re-sent from its start.",
+    resume_check: Literal["auto", "status", "checksum"] = Field(
+        default="auto",
+        description="How a failed chunk learns what the session kept. 'status' asks the "
+        "session (the GCS protocol). 'checksum' is for fake-gcs-server, which finalises an "
+        "upload on a status query: it reads the crc32c the emulator reports for the bytes "
+        "received so far and compares it with the data sent. 'auto': 'checksum' for anonymous "
+        "access to a custom endpoint, else 'status'.",
     )
 
     @field_validator("encryption_key")
@@ -268,10 +269,12 @@ class GcsBucket(Block):
         return value
 
     @property
-    def query_on_resume(self) -> bool:
-        if self.resume_by_query is not None:
-            return self.resume_by_query
-        return not (self.credentials.anonymous and self.credentials.is_custom_endpoint)
+    def resume_mode(self) -> str:
+        """The effective ``resume_check`` ('status' or 'checksum')."""
+        if self.resume_check != "auto":
+            return self.resume_check
+        emulator = self.credentials.anonymous and self.credentials.is_custom_endpoint
+        return "checksum" if emulator else "status"
 
     def url(self, key: str = "") -> str:
         """``gs://bucket/prefix/key`` for messages and artifacts."""

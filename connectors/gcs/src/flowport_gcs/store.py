@@ -381,8 +381,10 @@ class GcsStore(BaseStore):
         while True:
             following = next(pieces, None)
             last = following is None
+            before = crc32c_b64(checksum)
             checksum.update(current)
-            result = self._send_chunk(stats, current, offset, last, size)
+            crcs = (before, crc32c_b64(checksum))
+            result = self._send_chunk(stats, current, offset, last, size, crcs)
             offset += len(current)
             if last:
                 break
@@ -415,24 +417,87 @@ class GcsStore(BaseStore):
             return dict(resp.json())
         return _committed(resp)
 
+    def _checksum_probe(
+        self, url: str, full_key: str, start: int, end: int, crcs: tuple[str, str]
+    ) -> int | dict[str, Any]:
+        """fake-gcs-server: which of 'none' or 'all' of a chunk the session kept, read from the
+        crc32c it reports for the bytes received so far (an empty, non-final request that it
+        answers with 308 and never commits on). It keeps a request's body whole or not at all.
+        """
+        from google.api_core import exceptions as gexc
+
+        try:
+            resp = self._request(
+                "PUT",
+                url,
+                data=b"",
+                headers={"Content-Range": f"bytes {start}-{start - 1}/*", **self._csek_headers()},
+            )
+        except gexc.NotFound:  # the session is gone: it finished with the last chunk?
+            resp = None
+        if resp is None or resp.status_code in (200, 201):
+            if resp is not None:
+                resp.close()
+            blob = self._meta_blob(full_key)
+            if int(blob.size or 0) == end and blob.crc32c == crcs[1]:
+                return {
+                    "name": blob.name,
+                    "size": str(end),
+                    "crc32c": blob.crc32c,
+                    "etag": blob.etag,
+                    "updated": blob._properties.get("updated"),
+                }
+            raise PermanentError(
+                f"GCS resumable session for {self._gs(full_key)} is gone and the object does "
+                f"not hold the data sent",
+                system=self.system,
+                target=self._gs(full_key),
+            )
+        body = resp.json() if resp.content else {}
+        resp.close()
+        reported = body.get("crc32c") or "AAAAAA=="  # nothing received yet
+        if reported == crcs[0]:
+            return start
+        if reported == crcs[1]:
+            return end
+        raise PermanentError(
+            f"GCS resumable session for {self._gs(full_key)} holds data that matches neither "
+            f"{start} nor {end} bytes sent; cannot resume",
+            system=self.system,
+            target=self._gs(full_key),
+        )
+
     def _send_chunk(
-        self, stats: UploadStats, piece: bytes, start: int, last: bool, size: int | None
+        self,
+        stats: UploadStats,
+        piece: bytes,
+        start: int,
+        last: bool,
+        size: int | None,
+        crcs: tuple[str, str] = ("", ""),
     ) -> dict[str, Any] | None:
         """Bring the session to ``start + len(piece)`` committed bytes; one retried unit.
 
-        After a failure the unit asks the session where it stands (unless the block says the
-        endpoint cannot answer) and sends only what is missing; earlier chunks are never sent
-        again.
+        After a failure the unit first learns what the session kept (a status query, or on
+        fake-gcs-server a checksum probe) and sends only what is missing: earlier chunks are
+        never sent again, and a chunk the session kept is not sent twice.
         """
         end = start + len(piece)
         total = str(end) if last else (str(size) if size is not None else "*")
         state = {"committed": start, "suspect": False}
-        query = self.block.query_on_resume
+        mode = self.block.resume_mode
 
         def unit() -> dict[str, Any] | None:
             if state["suspect"]:
                 stats.resumed += 1
-                if query:
+                if mode == "checksum":
+                    kept = self._checksum_probe(
+                        stats.session_url or "", stats.key, start, end, crcs
+                    )
+                    if isinstance(kept, dict):
+                        return kept
+                    self._advance(state, kept)
+                else:
                     status = self._session_status(stats.session_url or "", total)
                     if isinstance(status, dict):
                         return status
@@ -757,30 +822,55 @@ class GcsStore(BaseStore):
         pre = Preconditions(if_generation_match, if_metageneration_match)
         return self._info(self._rewrite(self._full(src), self._full(dst), pre))
 
+    def copy_to(
+        self,
+        src: str,
+        dest: GcsStore,
+        dst: str,
+        *,
+        if_generation_match: int | None = None,
+        if_metageneration_match: int | None = None,
+    ) -> ObjectInfo:
+        """Server-side copy of ``src`` here to ``dst`` in ``dest`` (another bucket or prefix)."""
+        pre = Preconditions(if_generation_match, if_metageneration_match)
+        info = self._rewrite(self._full(src), dest._full(dst), pre, dest)
+        return dest._info(info)
+
     def _copy(self, src: str, dst: str) -> ObjectInfo:
         return self._rewrite(src, dst, Preconditions())
 
-    def _rewrite(self, src: str, dst: str, pre: Preconditions) -> ObjectInfo:
+    def _rewrite(
+        self, src: str, dst: str, pre: Preconditions, dest_store: GcsStore | None = None
+    ) -> ObjectInfo:
         """Server-side copy with ``rewrite``: big objects take several calls, each one unit
         resumed by its token."""
+        target = dest_store or self
         source = self._blob(src)
-        dest = self._blob(dst, for_write=True)
+        dest = target._blob(dst, for_write=True)
         token: str | None = None
         while True:
-            token, _, _ = self._call(
-                "copy",
-                dst,
-                dest.rewrite,
-                source,
-                token=token,
-                retry=None,
-                timeout=self.creds.timeout,
-                **pre.kwargs(),
-            )
+            try:
+                token, _, _ = self._call(
+                    f"copy from {self._gs(src)}",
+                    dst,
+                    dest.rewrite,
+                    source,
+                    token=token,
+                    retry=None,
+                    timeout=self.creds.timeout,
+                    **pre.kwargs(),
+                )
+            except NotFound as exc:
+                raise NotFound(
+                    f"GCS copy source {self._gs(src)} (or the bucket of "
+                    f"gs://{target.bucket_name}/{dst}) not found",
+                    system=self.system,
+                    target=self._gs(src),
+                ) from exc
             if token is None:
                 break
         if dest.size is None:  # some servers answer a rewrite without the resource
-            return self._stat(dst)
+            return target._stat(dst)
         return self._blob_info(dest)
 
     def presign(self, key: str, *, method: str = "GET", expires: int = 3600) -> str:
@@ -828,19 +918,29 @@ class GcsStore(BaseStore):
         direction: str = "upload",
         delete: bool = False,
         dry_run: bool = False,
+        compare: str = "size_mtime",
+        concurrency: int = 4,
     ) -> SyncResult:
         """Make ``prefix`` match ``local_dir`` (upload) or the reverse (download).
 
-        Objects and files count as equal when size and crc32c match. ``delete`` removes what
-        the source does not have; ``dry_run`` only reports what would happen.
+        A file is transferred when missing, when its size differs, and then when the source is
+        newer (``size_mtime``) or the crc32c differs (``crc32c``; ``etag`` is an alias, as
+        flowport-s3 names its content comparison). ``delete`` removes what the source does not
+        have; ``dry_run`` only reports. Downloads refuse every key that would land outside
+        ``local_dir`` before writing anything.
         """
         if direction not in ("upload", "download"):
             raise InvalidInput(
                 f"sync direction must be 'upload' or 'download', not {direction!r}",
                 system=self.system,
             )
+        if compare not in ("size_mtime", "crc32c", "etag"):
+            raise InvalidInput(
+                f"sync compare must be 'size_mtime', 'crc32c' or 'etag', not {compare!r}",
+                system=self.system,
+            )
         validate_prefix(prefix, system=self.system)
-        root = Path(local_dir)
+        root = Path(local_dir).resolve()
         base = prefix.strip("/")
         full_base = join_key(self.prefix, base) if self.prefix else base
         list_prefix = f"{full_base}/" if full_base else ""
@@ -849,51 +949,91 @@ class GcsStore(BaseStore):
             rel = item["name"][len(list_prefix) :]
             if rel and not rel.endswith("/"):  # "folder" placeholders are not files
                 remote[rel] = item
-        local: dict[str, Path] = {}
-        if root.is_dir():
-            for path in sorted(root.rglob("*")):
-                if path.is_file() and not (path.name.startswith(".") and path.suffix == ".part"):
-                    local[path.relative_to(root).as_posix()] = path
         result = SyncResult(direction=direction, dry_run=dry_run)
-
-        def same(rel: str) -> bool:
-            item, path = remote[rel], local[rel]
-            if int(item.get("size", -1)) != path.stat().st_size:
-                return False
-            return bool(item.get("crc32c") == crc32c_of_file(path))
+        by_content = compare != "size_mtime"
 
         if direction == "upload":
+            if not root.is_dir():
+                raise NotFound(
+                    f"local directory {root} not found", system="local", target=str(root)
+                )
+            local = _local_files(root)
             for rel in local:
                 validate_key(join_key(base, rel), system=self.system)
-            for rel, path in local.items():
-                if rel in remote and same(rel):
-                    result.skipped.append(rel)
-                    continue
-                result.transferred.append(rel)
-                result.bytes += path.stat().st_size
-                if not dry_run:
-                    self.put_file(path, join_key(base, rel))
-            if delete:
-                for rel in sorted(set(remote) - set(local)):
-                    result.deleted.append(rel)
-                    if not dry_run:
-                        self.delete(join_key(base, rel))
+            todo = [r for r, p in local.items() if _differs(p, remote.get(r), by_content, True)]
+            extraneous = sorted(set(remote) - set(local)) if delete else []
+
+            def transfer(rel: str) -> int:
+                return self.put_file(local[rel], join_key(base, rel)).size
+
+            def remove() -> None:
+                res = self.delete_many(join_key(base, rel) for rel in extraneous)
+                if res.errors:
+                    raise PermanentError(
+                        f"GCS sync could not delete {len(res.errors)} object(s): "
+                        f"{dict(list(res.errors.items())[:5])}",
+                        system=self.system,
+                    )
+
+            sizes = {rel: local[rel].stat().st_size for rel in todo}
         else:
             targets = {rel: local_path(root, rel, system=self.system) for rel in remote}
-            for rel in remote:
-                if rel in local and same(rel):
-                    result.skipped.append(rel)
-                    continue
-                result.transferred.append(rel)
-                result.bytes += int(remote[rel].get("size", 0))
-                if not dry_run:
-                    self.get_file(join_key(base, rel), targets[rel])
-            if delete:
-                for rel in sorted(set(local) - set(remote)):
-                    result.deleted.append(rel)
-                    if not dry_run:
-                        local[rel].unlink()
+            local = _local_files(root) if root.is_dir() else {}
+            todo = [r for r, i in remote.items() if _differs(targets[r], i, by_content, False)]
+            extraneous = sorted(set(local) - set(remote)) if delete else []
+
+            def transfer(rel: str) -> int:
+                info = self.get_file(join_key(base, rel), targets[rel])
+                if info.last_modified is not None:  # equal mtimes: the next sync skips it
+                    stamp = info.last_modified.timestamp()
+                    os.utime(targets[rel], (stamp, stamp))
+                return info.size
+
+            def remove() -> None:
+                for rel in extraneous:
+                    local_path(root, rel, system="local").unlink(missing_ok=True)
+
+            sizes = {rel: int(remote[rel].get("size", 0)) for rel in todo}
+
+        result.transferred = sorted(todo)
+        result.skipped = sorted(set(local if direction == "upload" else remote) - set(todo))
+        result.deleted = extraneous
+        if dry_run:
+            result.bytes = sum(sizes.values())
+            return result
+        with ThreadPoolExecutor(max(1, concurrency), "flowport-gcs-sync") as pool:
+            result.bytes = sum(pool.map(transfer, result.transferred))
+        if extraneous:
+            remove()
         return result
+
+
+def _local_files(root: Path) -> dict[str, Path]:
+    """Regular files under ``root`` by posix path relative to it (symlinks not followed)."""
+    files: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.is_file() and not path.is_symlink():
+                files[path.relative_to(root).as_posix()] = path
+    return files
+
+
+def _differs(path: Path, item: dict[str, Any] | None, by_content: bool, upload: bool) -> bool:
+    if item is None or not path.is_file():
+        return True
+    st = path.stat()
+    if st.st_size != int(item.get("size", -1)):
+        return True
+    if by_content:
+        return item.get("crc32c") != crc32c_of_file(path)
+    updated = _parse_time(item.get("updated"))
+    if updated is None:
+        return True
+    remote_time = updated.timestamp()
+    # A second of slack either way before one side counts as newer.
+    return st.st_mtime > remote_time + 1 if upload else remote_time > st.st_mtime + 1
 
 
 @dataclass
@@ -945,6 +1085,11 @@ class _Reader(io.RawIOBase):
         self._generation = resp.headers.get("X-Goog-Generation")
         self._expected = _hash_header(resp.headers.get("X-Goog-Hash"), "crc32c")
         self._checksum = google_crc32c.Checksum()
+
+    @property
+    def size(self) -> int:
+        """Bytes in the object."""
+        return self._size
 
     def readable(self) -> bool:
         return True

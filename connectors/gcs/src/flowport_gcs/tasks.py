@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from flowport.artifacts import summarise
+from flowport.errors import DeliveryError, InvalidInput
+from flowport.keys import local_path
 from flowport.progress import Progress
-from flowport.store import CHUNK_SIZE, DeleteResult, ObjectInfo
+from flowport.store import CHUNK_SIZE, DeleteResult, ObjectInfo, Source
 from flowport.task import RetryingTask
 from flowport_gcs import errors
 from flowport_gcs.blocks import GcsBucket
@@ -43,6 +45,7 @@ class GcsTask(RetryingTask):
             "object": store.url_for(key),
             "bytes": size,
             "seconds": round(seconds, 3),
+            "objects": 1,
             "MB/s": round(size / seconds / 1e6, 2),
             **extra,
         }
@@ -50,13 +53,7 @@ class GcsTask(RetryingTask):
 
 
 class _Upload(GcsTask):
-    def _upload(
-        self,
-        bucket: GcsBucket,
-        key: str,
-        size: int | None,
-        put: Any,
-    ) -> ObjectInfo:
+    def _upload(self, bucket: GcsBucket, key: str, size: int | None, put: Any) -> ObjectInfo:
         store = self.store(bucket)
         started = time.perf_counter()
         with Progress(f"upload {store.url_for(key)}", total=size) as progress:
@@ -70,26 +67,30 @@ class _Upload(GcsTask):
             started,
             chunks=len(stats.chunk_starts) if stats else 0,
             resumed=stats.resumed if stats else 0,
+            composite_parts=stats.composite_parts if stats else 0,
         )
         return info
 
 
 class UploadFile(_Upload):
-    """Upload a local file, resumably in ``chunk_size`` chunks (or as parallel composed parts
-    above the block's ``composite_threshold``). A failed chunk resumes where the session
-    stopped. ``if_not_exists`` / ``if_generation_match=0`` make it create-only (Conflict if the
-    object exists). No cache policy: the file is never hashed by Prefect."""
+    """Upload a local file to ``key`` (default: the file's name), resumably in ``chunk_size``
+    chunks, or as parallel composed parts above the block's ``composite_threshold``. A failed
+    chunk resumes where the session stopped, never from byte 0. ``if_not_exists`` (=
+    ``if_generation_match=0``) makes it create-only: Conflict if the object exists. Not
+    cached: the file is never hashed by Prefect."""
 
     def run(
         self,
         bucket: GcsBucket,
         path: str | os.PathLike[str],
-        key: str,
+        key: str | None = None,
+        *,
         if_not_exists: bool = False,
         if_generation_match: int | None = None,
         if_metageneration_match: int | None = None,
         content_type: str | None = None,
     ) -> ObjectInfo:
+        key = key or Path(path).name
         return self._upload(
             bucket,
             key,
@@ -106,13 +107,15 @@ class UploadFile(_Upload):
 
 
 class UploadBytes(_Upload):
-    """Upload ``data`` to ``key``. No cache policy: ``data`` is never hashed by Prefect."""
+    """Upload ``data`` (held in memory by the caller) to ``key``. Not cached: ``data`` is
+    never hashed by Prefect."""
 
     def run(
         self,
         bucket: GcsBucket,
         data: bytes,
         key: str,
+        *,
         if_not_exists: bool = False,
         if_generation_match: int | None = None,
         if_metageneration_match: int | None = None,
@@ -134,14 +137,15 @@ class UploadBytes(_Upload):
 
 
 class UploadStream(_Upload):
-    """Upload from a binary file object or an iterable of byte chunks, holding at most two
-    chunks in memory. No cache policy: the stream is never hashed by Prefect."""
+    """Upload from bytes, a binary file object or an iterable of byte chunks, holding at most
+    two chunks in memory. Not cached: the stream is never hashed by Prefect."""
 
     def run(
         self,
         bucket: GcsBucket,
-        source: BinaryIO | Iterable[bytes],
+        source: Source,
         key: str,
+        *,
         if_not_exists: bool = False,
         if_generation_match: int | None = None,
         if_metageneration_match: int | None = None,
@@ -163,116 +167,208 @@ class UploadStream(_Upload):
 
 
 class DownloadFile(GcsTask):
-    """Download ``key`` to ``path`` atomically (no partial file on failure); a dropped
+    """Download ``key`` to ``path``, or to ``directory``/<key> (keys that would escape the
+    directory are refused). Atomic: a failed download leaves no partial file; a dropped
     connection resumes at the byte it reached, on the same object generation."""
 
-    def run(self, bucket: GcsBucket, key: str, path: str | os.PathLike[str]) -> ObjectInfo:
+    def run(
+        self,
+        bucket: GcsBucket,
+        key: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> Path:
+        if (path is None) == (directory is None):
+            raise InvalidInput(
+                "download_file needs exactly one of path= or directory=", system="GCS", target=key
+            )
         store = self.store(bucket)
+        target = Path(path) if path is not None else local_path(directory or ".", key, system="GCS")
         size = store.stat(key).size
         started = time.perf_counter()
         with Progress(f"download {store.url_for(key)}", total=size) as progress:
             store.on_bytes = progress.advance
-            info = store.get_file(key, path)
-        self._transfer_row(store, key, info.size, started, path=str(Path(path)))
-        return info
+            info = store.get_file(key, target)
+        self._transfer_row(store, key, info.size, started, destination=str(target))
+        return target
 
 
 class DownloadBytes(GcsTask):
-    """The content of ``key`` as bytes (whole in memory: use download_file for big objects)."""
+    """The content of ``key`` as bytes (whole in memory: use download_file or download_stream
+    for big objects)."""
 
     def run(self, bucket: GcsBucket, key: str) -> bytes:
-        return self.store(bucket).get_bytes(key)
+        store = self.store(bucket)
+        started = time.perf_counter()
+        data = store.get_bytes(key)
+        self._transfer_row(store, key, len(data), started)
+        return data
 
 
 class DownloadStream(GcsTask):
-    """The content of ``key`` as an iterator of chunks of at most ``chunk_size`` bytes; reads
-    that drop reopen where they stopped."""
+    """Stream ``key`` into ``sink`` (a writable binary file object, or a callable taking each
+    chunk) in chunks of at most ``chunk_size``; a dropped connection resumes where it stopped,
+    so the sink sees every byte exactly once. Returns the number of bytes written."""
 
-    def run(self, bucket: GcsBucket, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        return self.store(bucket).get_stream(key, chunk_size=chunk_size)
+    def run(
+        self,
+        bucket: GcsBucket,
+        key: str,
+        sink: BinaryIO | Callable[[bytes], Any],
+        *,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> int:
+        store = self.store(bucket)
+        write = sink.write if hasattr(sink, "write") else sink
+        started = time.perf_counter()
+        total = 0
+        reader = store.open(key)  # NotFound before the sink sees anything
+        size = getattr(reader, "size", None)
+        with Progress(f"download {store.url_for(key)}", total=size) as progress, reader:
+            while chunk := reader.read(chunk_size):
+                write(chunk)
+                total += len(chunk)
+                progress.advance(len(chunk))
+        self._transfer_row(store, key, total, started)
+        return total
 
 
 class ListObjects(GcsTask):
-    """Objects under ``prefix`` (relative to the block's prefix), filtered by ``glob``
-    ('*' within a segment, '**' across); with ``recursive=False`` common prefixes too."""
+    """Objects under ``prefix`` (relative to the block's prefix), one retried request per page,
+    filtered by ``glob`` ('*' within a segment, '**' across); ``recursive=False`` lists one
+    level, with sub-prefixes as entries ending in '/'. ``limit`` stops early."""
 
     def run(
         self,
         bucket: GcsBucket,
         prefix: str = "",
+        *,
         glob: str | None = None,
         recursive: bool = True,
+        limit: int | None = None,
     ) -> list[ObjectInfo]:
-        return list(self.store(bucket).list(prefix, glob=glob, recursive=recursive))
+        out: list[ObjectInfo] = []
+        for info in self.store(bucket).list(prefix, glob=glob, recursive=recursive):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(info)
+        return out
 
 
 class DeleteObjects(GcsTask):
-    """Delete ``keys`` in parallel; absent keys count as deleted, failures are reported per
-    key in the result (and in a table artifact), never raised for the batch."""
+    """Delete ``keys``, ``concurrency`` requests at a time; absent keys count as deleted.
+    Failures are reported per key; with ``raise_on_error`` (default) any failure raises
+    DeliveryError naming the keys."""
 
-    def run(self, bucket: GcsBucket, keys: Iterable[str]) -> DeleteResult:
+    def run(
+        self, bucket: GcsBucket, keys: Iterable[str], *, raise_on_error: bool = True
+    ) -> DeleteResult:
         store = self.store(bucket)
-        result = store.delete_many(list(keys))
+        result = store.delete_many(keys)
         summarise(
             self.name,
-            [{"deleted": len(result.deleted), "failed": len(result.errors)}]
-            + [{"key": k, "error": e} for k, e in result.errors.items()],
+            [
+                {
+                    "bucket": f"gs://{bucket.bucket}",
+                    "objects": len(result.deleted),
+                    "failed": len(result.errors),
+                }
+            ],
         )
+        if result.errors and raise_on_error:
+            shown = "; ".join(f"{k}: {v}" for k, v in list(result.errors.items())[:10])
+            raise DeliveryError(
+                f"GCS could not delete {len(result.errors)} of "
+                f"{len(result.errors) + len(result.deleted)} key(s) in bucket "
+                f"'{bucket.bucket}': {shown}",
+                system="GCS",
+                target=bucket.bucket,
+            )
         return result
 
 
 class CopyObject(GcsTask):
-    """Server-side copy with ``rewrite`` (large objects take several resumable calls)."""
+    """Server-side copy ``src`` -> ``dst`` (in ``dest_bucket`` if given) with ``rewrite``:
+    large objects take several calls, each retried alone. No bytes pass through this process.
+    ``if_generation_match=0`` makes it create-only."""
 
     def run(
         self,
         bucket: GcsBucket,
-        src_key: str,
-        dst_key: str,
+        src: str,
+        dst: str,
+        *,
+        dest_bucket: GcsBucket | None = None,
         if_generation_match: int | None = None,
         if_metageneration_match: int | None = None,
     ) -> ObjectInfo:
-        return self.store(bucket).copy(
-            src_key,
-            dst_key,
+        store = self.store(bucket)
+        dest = self.store(dest_bucket) if dest_bucket is not None else store
+        return store.copy_to(
+            src,
+            dest,
+            dst,
             if_generation_match=if_generation_match,
             if_metageneration_match=if_metageneration_match,
         )
 
 
 class MoveObject(GcsTask):
-    """Server-side copy, then delete of the source."""
+    """Server-side copy, then delete of the source (only after the copy succeeded)."""
 
-    def run(self, bucket: GcsBucket, src_key: str, dst_key: str) -> ObjectInfo:
-        return self.store(bucket).move(src_key, dst_key)
+    def run(
+        self, bucket: GcsBucket, src: str, dst: str, *, dest_bucket: GcsBucket | None = None
+    ) -> ObjectInfo:
+        store = self.store(bucket)
+        dest = self.store(dest_bucket) if dest_bucket is not None else store
+        info = store.copy_to(src, dest, dst)
+        store.delete(src)
+        return info
 
 
 class Sync(GcsTask):
     """Make ``prefix`` match ``local_dir`` (``direction="upload"``) or the reverse
-    (``"download"``); equal size and crc32c means unchanged. ``delete`` removes extras at the
-    destination; ``dry_run`` reports only. Keys that would leave ``local_dir`` are refused."""
+    (``"download"``): by size, then mtime (``size_mtime``) or crc32c (``crc32c`` / ``etag``).
+    ``delete`` removes extras at the destination; ``dry_run`` reports only; ``concurrency``
+    files at a time. Keys that would leave ``local_dir`` are refused before any download."""
 
     def run(
         self,
         bucket: GcsBucket,
         local_dir: str | os.PathLike[str],
         prefix: str = "",
-        direction: str = "upload",
+        *,
+        direction: Literal["upload", "download"] = "upload",
         delete: bool = False,
         dry_run: bool = False,
+        compare: Literal["size_mtime", "crc32c", "etag"] = "size_mtime",
+        concurrency: int = 4,
     ) -> SyncResult:
         store = self.store(bucket)
-        result = store.sync(local_dir, prefix, direction=direction, delete=delete, dry_run=dry_run)
+        started = time.perf_counter()
+        result = store.sync(
+            local_dir,
+            prefix,
+            direction=direction,
+            delete=delete,
+            dry_run=dry_run,
+            compare=compare,
+            concurrency=concurrency,
+        )
         summarise(
             self.name,
             [
                 {
                     "direction": direction,
-                    "dry run": dry_run,
-                    "transferred": len(result.transferred),
-                    "skipped": len(result.skipped),
+                    "local": str(local_dir),
+                    "prefix": prefix,
+                    "objects": len(result.transferred),
                     "deleted": len(result.deleted),
+                    "skipped": len(result.skipped),
                     "bytes": result.bytes,
+                    "dry_run": dry_run,
+                    "seconds": round(time.perf_counter() - started, 3),
                 }
             ],
         )
@@ -282,7 +378,14 @@ class Sync(GcsTask):
 class PresignedUrl(GcsTask):
     """A v4 signed URL for ``method`` on ``key``, valid ``expires`` seconds."""
 
-    def run(self, bucket: GcsBucket, key: str, method: str = "GET", expires: int = 3600) -> str:
+    def run(
+        self,
+        bucket: GcsBucket,
+        key: str,
+        *,
+        method: Literal["GET", "PUT"] = "GET",
+        expires: int = 3600,
+    ) -> str:
         return self.store(bucket).presign(key, method=method, expires=expires)
 
 
@@ -317,6 +420,7 @@ class ComposeObjects(GcsTask):
         bucket: GcsBucket,
         sources: list[str],
         dst_key: str,
+        *,
         if_generation_match: int | None = None,
         if_metageneration_match: int | None = None,
     ) -> ObjectInfo:
