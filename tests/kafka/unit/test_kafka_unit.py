@@ -9,6 +9,11 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from kafka import TopicPartition
+from kafka import errors as kerr
+from kafka.future import Future
+from pydantic import SecretStr
+
 from flowport.errors import (
     AuthError,
     ConfigError,
@@ -31,10 +36,6 @@ from flowport_kafka import (
     queue,
 )
 from flowport_kafka.blocks import KNOWN_SETTINGS
-from kafka import TopicPartition
-from kafka import errors as kerr
-from kafka.future import Future
-from pydantic import SecretStr
 
 # --------------------------------------------------------------------------- block
 

@@ -10,12 +10,13 @@ import contextlib
 import difflib
 from typing import Any, Literal
 
-from flowport.blocks import LazyClients
-from flowport.errors import ConfigError
-from flowport.secrets import reveal
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator
+
+from flowport.blocks import LazyClients
+from flowport.errors import ConfigError
+from flowport.secrets import reveal
 
 ClientKind = Literal["producer", "consumer", "admin"]
 

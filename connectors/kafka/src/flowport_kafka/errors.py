@@ -9,6 +9,8 @@ authorization and SASL failures, ``MessageSizeTooLarge``, serialization errors, 
 
 from __future__ import annotations
 
+from kafka import errors as kerr
+
 from flowport.errors import (
     AuthError,
     ConfigError,
@@ -20,7 +22,6 @@ from flowport.errors import (
     TransientError,
 )
 from flowport.secrets import redact
-from kafka import errors as kerr
 
 SYSTEM = "Kafka"
 

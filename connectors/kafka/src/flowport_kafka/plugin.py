@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flowport.plugins import Connector
-
 from flowport_kafka import tasks
 from flowport_kafka.blocks import KafkaConnection
 

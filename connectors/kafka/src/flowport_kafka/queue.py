@@ -10,6 +10,7 @@ Delivery guarantees live here:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from array import array
@@ -17,6 +18,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kerr
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, OffsetSpec
+from kafka.structs import MemberState, OffsetAndMetadata
 
 from flowport.errors import (
     Conflict,
@@ -26,10 +32,6 @@ from flowport.errors import (
     TransientError,
 )
 from flowport.secrets import redact
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka import errors as kerr
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, OffsetSpec
-from kafka.structs import MemberState, OffsetAndMetadata
 
 SYSTEM = "Kafka"
 
@@ -421,6 +423,33 @@ _PER_MESSAGE = (
 )
 
 
+class NotAcknowledged(Exception):
+    """No acknowledgement and no error came back for a message within the delivery timeout."""
+
+
+def _flush(producer: KafkaProducer, offsets: Any, failures: dict[int, BaseException]) -> None:
+    """Wait until every sent message is acknowledged or failed.
+
+    ``flush()`` alone is not enough: kafka-python 3.0 may raise ``UnknownError('Future not
+    done')`` from it while a batch the broker refused as too large is being split and re-sent.
+    So flush until no message is left without an outcome, bounded by the delivery timeout.
+    """
+    timeout = float(getattr(producer, "config", {}).get("delivery_timeout_ms", 120_000)) / 1000
+    deadline = time.monotonic() + timeout + 30
+    while True:
+        # the outcome of every message is read from its callback below, not from flush()
+        with contextlib.suppress(kerr.KafkaError):
+            producer.flush()
+        if offsets.count(-1) <= len(failures):
+            return
+        if time.monotonic() > deadline:
+            for i, offset in enumerate(offsets):
+                if offset == -1 and i not in failures:
+                    failures[i] = NotAcknowledged(f"no acknowledgement after {timeout:.0f}s")
+            return
+        time.sleep(0.05)
+
+
 def produce(
     producer: KafkaProducer,
     topic: str,
@@ -487,7 +516,7 @@ def produce(
             nbytes += len(v)
         if progress is not None and i % progress_every == 0 and i:
             progress(progress_every)
-    producer.flush()
+    _flush(producer, offsets, failures)
     result.bytes = nbytes
     result.seconds = time.perf_counter() - started
     if progress is not None and i >= 0:

@@ -22,7 +22,6 @@ from flowport.artifacts import summarise
 from flowport.errors import DeliveryError, FlowportError, InvalidInput
 from flowport.progress import Progress
 from flowport.task import RetryingTask
-
 from flowport_kafka import errors, queue
 from flowport_kafka.blocks import KafkaConnection
 from flowport_kafka.queue import (
