@@ -183,9 +183,15 @@ class GcpCredentials(LazyClients, Block):
             options: dict[str, Any] = {}
             if self.endpoint:
                 options["client_options"] = {"api_endpoint": self.api_endpoint}
-            return storage.Client(
+            client = storage.Client(
                 project=project or "flowport", credentials=creds, _http=session, **options
             )
+            # google-cloud-storage >= 3.x fetches bucket metadata in a background thread for
+            # tracing attributes: an extra bucket-level GET per bucket, which needs
+            # storage.buckets.get. Object permissions must be enough, so switch it off.
+            if getattr(client, "_bucket_metadata_cache", None) is not None:
+                client._bucket_metadata_cache = None
+            return client
 
         return self._client("storage", make)
 
