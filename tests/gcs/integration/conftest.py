@@ -29,7 +29,7 @@ def make_block(endpoint: str, bucket: str, project: str, **options: Any) -> GcsB
 
 
 @pytest.fixture
-def bucket_name(gcs_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def bucket_name(gcs_server: Any) -> Iterator[str]:
     """A new, empty bucket on the emulator."""
     name = f"fp-{uuid.uuid4().hex[:16]}"
     gcs_server.client().create_bucket(name)
@@ -37,7 +37,7 @@ def bucket_name(gcs_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def gcs_block(gcs_server, bucket_name: str) -> GcsBucket:  # type: ignore[no-untyped-def]
+def gcs_block(gcs_server: Any, bucket_name: str) -> GcsBucket:
     """Small chunks so ordinary tests cross the resumable path."""
     return make_block(
         gcs_server.endpoint_url,

@@ -9,15 +9,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import flowport_gcs as gcs
 from flowport.errors import Conflict, InvalidInput
 from flowport.hookspecs import hookimpl
 from flowport.plugins import register, unregister
 from flowport.retry import RetryPolicy
 from flowport.store import sha256_of
-
-import flowport_gcs as gcs
 from flowport_gcs import GcsBucket, GcsStore, errors
 from tests.gcs.integration.conftest import make_block
 
@@ -29,19 +30,19 @@ PATIENT = RetryPolicy(attempts=15, initial_delay=0.2, max_delay=1.0, deadline=18
 
 
 @pytest.fixture
-def proxy(gcs_server, toxiproxy) -> Iterator[object]:  # type: ignore[no-untyped-def]
+def proxy(gcs_server: Any, toxiproxy: Any) -> Iterator[object]:
     p = toxiproxy.proxy_for(gcs_server, name=f"gcs-{uuid.uuid4().hex[:8]}")
     yield p
     p.delete()
 
 
-def _bucket_lines(gcs_server, bucket: str, since: int) -> list[str]:  # type: ignore[no-untyped-def]
+def _bucket_lines(gcs_server: Any, bucket: str, since: int) -> list[str]:
     return [line for line in gcs_server.requests_log()[since:] if f"/b/{bucket}/" in line]
 
 
 def _cut_when(
-    event: threading.Event, proxy, outage: float, delay: float = 0.05
-) -> threading.Thread:  # type: ignore[no-untyped-def]
+    event: threading.Event, proxy: Any, outage: float, delay: float = 0.05
+) -> threading.Thread:
     def run() -> None:
         event.wait(timeout=300)
         time.sleep(delay)  # the next request is in flight by now
@@ -55,10 +56,10 @@ def _cut_when(
 
 
 def test_resumable_upload_resumes_after_the_port_is_cut(
-    gcs_server,
-    proxy,
+    gcs_server: Any,
+    proxy: Any,
     bucket_name: str,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     size = 200 * MiB
     chunk = 8 * MiB
@@ -108,10 +109,10 @@ def test_resumable_upload_resumes_after_the_port_is_cut(
 
 
 def test_streamed_download_resumes_where_it_stopped(
-    gcs_server,
-    proxy,
+    gcs_server: Any,
+    proxy: Any,
     bucket_name: str,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     data = os.urandom(48 * MiB)
     direct = make_block(gcs_server.endpoint_url, bucket_name, gcs_server.project).store()
@@ -145,8 +146,8 @@ def test_streamed_download_resumes_where_it_stopped(
 
 
 def test_precondition_failure_is_conflict_after_one_attempt(
-    gcs_server,
-    gcs_block: GcsBucket,  # type: ignore[no-untyped-def]
+    gcs_server: Any,
+    gcs_block: GcsBucket,
 ) -> None:
     retried: list[str] = []
 
@@ -178,10 +179,10 @@ def test_precondition_failure_is_conflict_after_one_attempt(
 
 @pytest.mark.parametrize("key", ["../escape.txt", "a/../../escape.txt", "/etc/passwd"])
 def test_path_traversal_refused_before_any_request(
-    gcs_server,
+    gcs_server: Any,
     gcs_block: GcsBucket,
     tmp_path: Path,
-    key: str,  # type: ignore[no-untyped-def]
+    key: str,
 ) -> None:
     src = tmp_path / "f.txt"
     src.write_bytes(b"x")

@@ -6,13 +6,14 @@ import io
 import os
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
-from flowport.errors import Conflict, DeliveryError, InvalidInput, NotFound
-from flowport.store import sha256_of
 from prefect import flow
 
 import flowport_gcs as gcs
+from flowport.errors import Conflict, DeliveryError, InvalidInput, NotFound
+from flowport.store import sha256_of
 from flowport_gcs import GcsBucket
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -97,8 +98,8 @@ def test_listing_stat_copy_move_delete(gcs_block: GcsBucket) -> None:
 
 def test_copy_to_another_bucket_and_missing_source(
     gcs_block: GcsBucket,
-    gcs_server,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    gcs_server: Any,
+    tmp_path: Path,
 ) -> None:
     other_name = gcs_block.bucket + "-x"
     gcs_server.client().create_bucket(other_name)
@@ -186,8 +187,8 @@ def test_sync_both_ways(gcs_block: GcsBucket, tmp_path: Path) -> None:
 
 def test_sync_download_refuses_keys_leaving_the_directory(
     gcs_block: GcsBucket,
-    gcs_server,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    gcs_server: Any,
+    tmp_path: Path,
 ) -> None:
     # Written with the raw client: flowport itself refuses to create such a key.
     raw = gcs_server.client().bucket(gcs_block.bucket)
@@ -206,11 +207,11 @@ def test_presigned_url_is_served(gcs_block: GcsBucket) -> None:
     gcs.upload_bytes.fn(gcs_block, b"signed!", "share/me.txt")
     url = gcs.presigned_url.fn(gcs_block, "share/me.txt", expires=120)
     assert "X-Goog-Signature=" in url and "X-Goog-Expires=120" in url
-    with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=30) as resp:
         assert resp.read() == b"signed!"
 
 
-def test_only_object_level_requests(gcs_block: GcsBucket, gcs_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_only_object_level_requests(gcs_block: GcsBucket, gcs_server: Any, tmp_path: Path) -> None:
     """No bucket-metadata GET (prefect-gcp's get_bucket()): object permissions are enough."""
     before = len(gcs_server.requests_log())
     gcs.upload_bytes.fn(gcs_block, b"x" * 10, "perm/k")
