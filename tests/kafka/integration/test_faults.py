@@ -173,7 +173,7 @@ class RetryRecorder:
 def test_consumer_connections_reset_mid_read_lose_nothing(
     proxied: tuple[ProxiedKafka, Proxy], caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker, proxy = proxied
+    _broker, proxy = proxied
     via_proxy = f"127.0.0.1:{proxy.port}"
     block = block_for(via_proxy)
     topic = f"reset-{time.time_ns()}"
@@ -232,7 +232,7 @@ def test_consumer_connections_reset_mid_read_lose_nothing(
 def test_unreachable_broker_is_retried_by_flowport_until_it_is_back(
     proxied: tuple[ProxiedKafka, Proxy],
 ) -> None:
-    broker, proxy = proxied
+    _broker, proxy = proxied
     via_proxy = f"127.0.0.1:{proxy.port}"
     setup = block_for(via_proxy)
     topic = f"down-{time.time_ns()}"
