@@ -15,7 +15,7 @@ signatures as flowport-s3: swap the block and an S3 flow runs on GCS.
     @flow
     def round_trip(path: str) -> int:
         upload_file(bucket, path, "events/day.parquet", if_not_exists=True)
-        return download_file(bucket, "events/day.parquet", "/tmp/day.parquet").size
+        return download_file(bucket, "events/day.parquet", "/tmp/day.parquet").stat().st_size
 """
 
 from flowport_gcs.blocks import GcpCredentials, GcsBucket
