@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import cloudpickle
 from prefect.cache_policies import NO_CACHE
@@ -75,3 +76,74 @@ def test_prefect_collection_entry_point() -> None:
 
     names = {ep.value for ep in entry_points(group="prefect.collections")}
     assert "flowport_gcs.blocks" in names
+
+
+def _s3_signatures() -> dict[str, list[tuple[str, str, str | None]]]:
+    """(name, kind, default source) of every flowport-s3 task's run(), read from its source."""
+    import ast
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[3] / "connectors/s3/src/flowport_s3/tasks.py"
+    tree = ast.parse(source.read_text())
+    runs: dict[str, list[tuple[str, str, str | None]]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "run":
+                    a = item.args
+                    positional = a.args[1:]  # drop self
+                    defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+                    params = [
+                        (p.arg, "positional", ast.unparse(d) if d is not None else None)
+                        for p, d in zip(positional, defaults, strict=True)
+                    ]
+                    params += [
+                        (p.arg, "keyword", ast.unparse(d) if d is not None else None)
+                        for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)
+                    ]
+                    runs[node.name] = params
+    instances: dict[str, list[tuple[str, str, str | None]]] = {}
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id in runs
+        ):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    instances[target.id] = runs[node.value.func.id]
+    return instances
+
+
+def _value(source: str) -> object:
+    import ast
+
+    import flowport.store
+
+    try:
+        return ast.literal_eval(source)
+    except ValueError:  # a named constant such as CHUNK_SIZE
+        return getattr(flowport.store, source)
+
+
+def test_signatures_match_flowport_s3_source() -> None:
+    """Every parameter an S3 task has, the GCS task of the same name has too: same position,
+    kind and default (GCS may add keyword-only extras such as preconditions)."""
+    kinds: dict[Any, str] = {
+        inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional",
+        inspect.Parameter.KEYWORD_ONLY: "keyword",
+    }
+    s3 = _s3_signatures()
+    assert set(SHARED) <= set(s3), "flowport-s3 lost a shared task"
+    for name in SHARED:
+        sig = inspect.signature(type(getattr(flowport_gcs, name)).run)
+        ours = {p.name: (kinds.get(p.kind), p.default) for p in list(sig.parameters.values())[1:]}
+        order = [p for p in ours]
+        for i, (param, kind, default) in enumerate(s3[name]):
+            assert param in ours, f"{name}: missing {param}"
+            assert ours[param][0] == kind, f"{name}.{param}: {ours[param][0]} != {kind}"
+            if kind == "positional":
+                assert order[i] == param, f"{name}: {param} out of place"
+            if default is not None and param != "compare":
+                assert ours[param][1] == _value(default), f"{name}.{param}: default differs"
