@@ -272,3 +272,25 @@ def test_sync_download_refuses_traversal_keys_before_writing(tmp_path: Path, evi
     assert fake.ops("GetObject") == []
     assert not (tmp_path / "escape").exists()
     assert list(tmp_path.rglob("*")) == []
+
+
+def test_put_file_reads_parts_in_workers_and_retries_a_part(tmp_path: Path) -> None:
+    fake = FakeS3()
+    fake.faults["UploadPart"] = [client_error("RequestTimeout", 400)]
+    path = tmp_path / "f.bin"
+    data = bytes(range(256)) * 21  # 5,376 bytes: 6 parts
+    path.write_bytes(data)
+    info = store(fake).put_file(path, "f")
+    assert info.size == len(data)
+    assert fake.objects["f"] == data
+    assert len(fake.ops("UploadPart")) == 7
+
+
+def test_stream_uploads_buffer_at_most_stream_concurrency_parts() -> None:
+    fake = FakeS3()
+    gate = threading.Event()
+    fake.on_part = lambda n: gate.wait(0.05)  # keep parts in flight a little while
+    s = store(fake, stream_concurrency=2)
+    s.put_stream((b"s" * 512 for _ in range(40)), "k")
+    assert fake.max_in_flight <= 2
+    assert len(fake.objects["k"]) == 40 * 512

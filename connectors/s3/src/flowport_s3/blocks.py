@@ -209,6 +209,15 @@ class S3Bucket(LazyClients, Block):
     concurrency: int = Field(
         default=10, ge=1, le=64, description="Parts (or ranges) transferred in parallel."
     )
+    stream_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "Parts in flight when uploading from a stream; each is held in memory, so a stream "
+            "upload needs about (stream_concurrency + 2) x part_size."
+        ),
+    )
     checksum_algorithm: Literal["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"] | None = Field(
         default=None, description="Checksum S3 verifies on upload (None: botocore's default)."
     )

@@ -3,9 +3,11 @@
 Plain Python, no Prefect. Every S3 request is one idempotent unit retried by flowport's
 retrier (botocore's own retries are off, see :mod:`flowport_s3.blocks`):
 
-* uploads: one PutObject, or multipart with each ``UploadPart`` retried on its own; at most
-  ``concurrency`` parts are in flight, so memory stays near ``(concurrency + 1) * part_size``
-  whatever the object size; a permanent failure aborts the multipart upload;
+* uploads: one PutObject, or multipart with each ``UploadPart`` retried on its own; files are
+  read part by part by the worker sending them (``concurrency`` in flight); streams buffer
+  at most ``stream_concurrency`` parts, so memory stays near
+  ``(stream_concurrency + 2) * part_size`` whatever the object size; a permanent failure
+  aborts the multipart upload;
 * downloads: ranged GETs; a stream that breaks resumes from the byte it reached (``If-Match``
   the ETag, so a replaced object is never stitched together); files download ranges in
   parallel into a temporary file, renamed into place only when complete;
@@ -197,6 +199,7 @@ class S3Store(BaseStore):
         retrier: Retrier | None = None,
         part_size: int | None = None,
         concurrency: int | None = None,
+        stream_concurrency: int | None = None,
         **tunables: Any,
     ):
         super().__init__(bucket.prefix if prefix is None else prefix)
@@ -204,6 +207,7 @@ class S3Store(BaseStore):
         self.name = bucket.bucket_name
         self.part_size = part_size or bucket.part_size
         self.concurrency = concurrency or bucket.concurrency
+        self.stream_concurrency = stream_concurrency or bucket.stream_concurrency
         self.retrier = retrier or self.retry_policy.bind(errors.is_transient, "s3")
         for attr, value in tunables.items():
             if not hasattr(type(self), attr) or attr.startswith("_"):
@@ -220,6 +224,7 @@ class S3Store(BaseStore):
             "retrier": self.retrier,
             "part_size": self.part_size,
             "concurrency": self.concurrency,
+            "stream_concurrency": self.stream_concurrency,
             "multipart_copy_threshold": self.multipart_copy_threshold,
             "delete_batch_size": self.delete_batch_size,
             "page_size": self.page_size,
@@ -314,15 +319,24 @@ class S3Store(BaseStore):
         if_not_exists: bool = False,
         progress: ProgressFn | None = None,
     ) -> ObjectInfo:
+        """Upload a file; multipart parts are read (``pread``) by the worker that sends them,
+        so reading runs in parallel and only the parts in flight are in memory."""
         full = self._full(key)  # validate before touching the file
         with open(path, "rb") as fh:
-            return self._info(
-                self._put_parts(
-                    full,
-                    parts_of(fh, self._part_size_for(os.fstat(fh.fileno()).st_size)),
-                    if_not_exists,
-                    progress,
+            size = os.fstat(fh.fileno()).st_size
+            step = self._part_size_for(size)
+            if size <= step:
+                return self._info(
+                    self._put_single(full, read_exactly(fh, size + 1), if_not_exists, progress)
                 )
+            fd = fh.fileno()
+
+            def reader(offset: int) -> Callable[[], bytes]:
+                return lambda: os.pread(fd, min(step, size - offset), offset)
+
+            parts = (reader(offset) for offset in range(0, size, step))
+            return self._info(
+                self._put_multipart(full, parts, if_not_exists, progress, self.concurrency)
             )
 
     def _part_size_for(self, size: int) -> int:
@@ -348,7 +362,13 @@ class S3Store(BaseStore):
             second = None
             yield from parts
 
-        return self._put_multipart(key, all_parts(), if_not_exists, progress)
+        return self._put_multipart(
+            key,
+            all_parts(),
+            if_not_exists,
+            progress,
+            min(self.concurrency, self.stream_concurrency),
+        )
 
     def _put_single(
         self, key: str, data: bytes, if_not_exists: bool, progress: ProgressFn | None
@@ -362,17 +382,24 @@ class S3Store(BaseStore):
         return ObjectInfo(key, len(data), _etag(resp.get("ETag")))
 
     def _put_multipart(
-        self, key: str, parts: Iterator[bytes], if_not_exists: bool, progress: ProgressFn | None
+        self,
+        key: str,
+        parts: Iterator[bytes | Callable[[], bytes]],
+        if_not_exists: bool,
+        progress: ProgressFn | None,
+        concurrency: int,
     ) -> ObjectInfo:
+        """Parts are bytes, or callables reading them inside the worker (files)."""
         upload_id = self._call("CreateMultipartUpload", key, Key=key, **self._put_args())[
             "UploadId"
         ]
         total = 0
         lock = threading.Lock()
 
-        def upload(numbered: tuple[int, bytes]) -> dict[str, Any]:
+        def upload(numbered: tuple[int, bytes | Callable[[], bytes]]) -> dict[str, Any]:
             nonlocal total
-            number, body = numbered
+            number, part = numbered
+            body = part() if callable(part) else part
             done = self._upload_part(key, upload_id, number, body)
             with lock:
                 total += len(body)
@@ -381,7 +408,7 @@ class S3Store(BaseStore):
             return done
 
         try:
-            done = bounded_map(enumerate(parts, 1), upload, self.concurrency)
+            done = bounded_map(enumerate(parts, 1), upload, concurrency)
             resp = self._complete(key, upload_id, done, if_not_exists)
         except BaseException as exc:
             self._abort(key, upload_id, exc)
