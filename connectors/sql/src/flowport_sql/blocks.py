@@ -1,0 +1,223 @@
+"""Prefect Block ``SqlDatabase``: where a database lives and how to connect; one lazy engine
+per process, disposed at the end, never pickled.
+
+The password is a ``SecretStr``. A password written into ``url`` (``postgresql://u:pw@h/db``)
+is moved into ``password`` when the block is built, so neither ``repr``, ``model_dump``, a
+saved block document, a log line nor an error message can show it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr, model_validator
+from sqlalchemy import URL, Engine, create_engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from flowport.blocks import LazyClients
+from flowport.errors import ConfigError
+from flowport.secrets import reveal
+
+#: Human names of SQLAlchemy dialects, for messages.
+SYSTEMS = {
+    "postgresql": "PostgreSQL",
+    "mysql": "MySQL",
+    "mariadb": "MariaDB",
+    "sqlite": "SQLite",
+    "mssql": "SQL Server",
+    "oracle": "Oracle",
+}
+
+#: Query-string keys that carry a password in some drivers' URLs.
+_SECRET_QUERY_KEYS = ("password", "passwd")
+
+
+def _split_password(url: str) -> tuple[str, str | None]:
+    """``url`` without its password (userinfo or ``?password=``), and that password."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        # The message of ArgumentError repeats the URL; keep it out.
+        raise ConfigError(
+            "SQL database: 'url' is not a valid SQLAlchemy URL "
+            "(expected dialect+driver://user@host:port/database)",
+            system="SQL",
+        ) from None  # its message repeats the URL, password and all
+    password = parsed.password
+    query = dict(parsed.query)
+    for key in _SECRET_QUERY_KEYS:
+        if key in query:
+            value = query.pop(key)
+            password = password or (value if isinstance(value, str) else value[0])
+    # URL.set(password=None) means "unchanged"; build the URL without it instead.
+    parsed = URL.create(
+        parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database, query
+    )
+    return parsed.render_as_string(hide_password=False), (
+        str(password) if password is not None else None
+    )
+
+
+class SqlDatabase(LazyClients, Block):
+    """A SQL database reached through SQLAlchemy 2: a URL or its parts, pool settings and
+    driver ``connect_args``. SQLite (the default, in memory) needs no extra package;
+    ``flowport-sql[postgres]`` adds psycopg 3, ``flowport-sql[mysql]`` PyMySQL."""
+
+    _block_type_slug = "flowport-sql-database"
+    _block_type_name = "Flowport SQL Database"
+    _description = "A SQL database (PostgreSQL, MariaDB/MySQL, SQLite) for flowport's SQL tasks."
+
+    url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL, e.g. postgresql+psycopg://user@host:5432/db. A password in it is "
+            "moved to 'password' (kept secret). When set, the parts below are ignored except "
+            "'password'."
+        ),
+    )
+    drivername: str = Field(
+        default="sqlite",
+        description="Dialect and driver, e.g. postgresql+psycopg, mysql+pymysql, sqlite.",
+    )
+    username: str | None = Field(default=None, description="User name.")
+    password: SecretStr | None = Field(default=None, description="Password (kept secret).")
+    host: str | None = Field(default=None, description="Server host.")
+    port: int | None = Field(default=None, description="Server port.")
+    database: str | None = Field(
+        default=None, description="Database name (SQLite: file path; empty: in memory)."
+    )
+    query: dict[str, str] = Field(
+        default_factory=dict, description="Extra URL query parameters (driver options)."
+    )
+    pool_size: int = Field(default=5, ge=1, description="Connections kept open in the pool.")
+    max_overflow: int = Field(
+        default=10, ge=0, description="Extra connections allowed above pool_size under load."
+    )
+    pool_recycle: int = Field(
+        default=1800,
+        description="Replace pooled connections older than this many seconds (-1: never).",
+    )
+    pool_pre_ping: bool = Field(
+        default=True, description="Test a pooled connection before use (drops dead ones)."
+    )
+    pool_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to wait for a free pooled connection."
+    )
+    connect_timeout: int = Field(
+        default=10, ge=1, description="Seconds to wait for a new connection (or SQLite lock)."
+    )
+    connect_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra keyword arguments for the DBAPI connect() call (not secret).",
+    )
+    echo: bool = Field(default=False, description="Log every statement (SQLAlchemy echo).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_out_of_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("url"), str):
+            url, embedded = _split_password(data["url"])
+            data = {**data, "url": url}
+            if embedded is not None and data.get("password") is None:
+                data["password"] = SecretStr(embedded)
+        return data
+
+    # -- naming, for messages --------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        """The SQLAlchemy dialect name: postgresql, mysql, mariadb, sqlite, ..."""
+        name = make_url(self.url).get_backend_name() if self.url else self.drivername
+        return name.split("+", 1)[0]
+
+    @property
+    def system(self) -> str:
+        """Human name of the database system ("PostgreSQL", "MariaDB", "SQLite")."""
+        return SYSTEMS.get(self.dialect, self.dialect)
+
+    def describe(self) -> str:
+        """``PostgreSQL database 'app' at db:5432``: names the database, never the password."""
+        parsed = make_url(self.url) if self.url else None
+        database = parsed.database if parsed else self.database
+        host = parsed.host if parsed else self.host
+        port = parsed.port if parsed else self.port
+        if self.dialect == "sqlite":
+            return f"SQLite database '{database or ':memory:'}'"
+        where = f" at {host}:{port}" if port else (f" at {host}" if host else "")
+        return f"{self.system} database '{database or ''}'{where}"
+
+    # -- the engine ------------------------------------------------------------------
+
+    def sqlalchemy_url(self) -> URL:
+        """The full URL, password included. A ``URL`` object masks it in ``repr``/``str``."""
+        password = reveal(self.password)
+        if self.url:
+            url = make_url(self.url)
+            return url.set(password=password) if password is not None else url
+        return URL.create(
+            self.drivername,
+            username=self.username,
+            password=password,
+            host=self.host,
+            port=self.port,
+            database=self.database,
+            query=self.query,
+        )
+
+    def _engine_options(self, url: URL) -> dict[str, Any]:
+        connect_args = dict(self.connect_args)
+        backend = url.get_backend_name()
+        options: dict[str, Any] = {"echo": self.echo, "pool_pre_ping": self.pool_pre_ping}
+        if backend == "sqlite":
+            connect_args.setdefault("timeout", self.connect_timeout)  # busy (lock) timeout
+            if url.database and url.database != ":memory:":
+                options.update(pool_size=self.pool_size, max_overflow=self.max_overflow)
+        else:
+            connect_args.setdefault("connect_timeout", self.connect_timeout)
+            options.update(
+                pool_size=self.pool_size,
+                max_overflow=self.max_overflow,
+                pool_recycle=self.pool_recycle,
+                pool_timeout=self.pool_timeout,
+            )
+        options["connect_args"] = connect_args
+        return options
+
+    def _make_engine(self) -> Engine:
+        url = self.sqlalchemy_url()
+        try:
+            engine = create_engine(url, **self._engine_options(url))
+        except ModuleNotFoundError as exc:
+            extra = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}.get(
+                url.get_backend_name(), ""
+            )
+            hint = f"; try: pip install 'flowport-sql[{extra}]'" if extra else ""
+            raise ConfigError(
+                f"{self.describe()}: the driver '{exc.name}' is not installed{hint}",
+                system=self.system,
+            ) from exc
+        except (ArgumentError, TypeError) as exc:
+            raise ConfigError(
+                f"{self.describe()}: invalid engine settings ({type(exc).__name__}: {exc})",
+                system=self.system,
+            ) from exc
+        # Close the pool's connections when this block goes away or the process ends.
+        weakref.finalize(self, engine.dispose)
+        return engine
+
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine of this process, created on first use."""
+        return self._client("engine", self._make_engine)
+
+    def dispose(self) -> None:
+        """Close this process's pooled connections; the next use builds a fresh engine."""
+        for client in self._drop_clients():
+            client.dispose()
+
+    def __enter__(self) -> SqlDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()

@@ -1,0 +1,663 @@
+"""The operations: plain Python over a SQLAlchemy engine, no Prefect imports.
+
+The unit of retry is one transaction (:meth:`Database.unit`): it opens a connection, does
+all of its work and commits, or is rolled back by the server when the connection drops, so
+running it again is safe. The one ambiguous moment is a connection lost *during* COMMIT:
+the server may have committed without the client hearing so. On PostgreSQL the unit records
+its transaction id first and, before trying again, asks the server (``txid_status``) whether
+that transaction committed; if it did, the unit is done. Elsewhere a non-idempotent unit
+whose COMMIT lost its connection raises :class:`~flowport.errors.DeliveryError` instead of
+risking a second application (upserts and reads are idempotent and simply run again).
+
+Table and column names are never pasted into SQL: they are looked up in the reflected table
+and quoted by the dialect. Values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import io
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain, islice
+from operator import itemgetter
+from typing import Any, NoReturn, TypeVar
+
+from sqlalchemy import Column, Connection, Engine, Executable, MetaData, Table, insert, text
+from sqlalchemy import exc as sa_exc
+
+from flowport.errors import DeliveryError, InvalidInput, NotFound, TransientError
+from flowport_sql import errors
+
+T = TypeVar("T")
+Row = Mapping[str, Any] | Sequence[Any]
+Statement = str | Executable
+#: A statement of :meth:`Database.transaction`: SQL, or (SQL, parameters), or
+#: (SQL, [parameters, ...]) for an executemany.
+TxStatement = Statement | tuple[Statement, Mapping[str, Any] | Sequence[Mapping[str, Any]] | None]
+
+#: How long to wait for a PostgreSQL transaction whose COMMIT lost its connection to leave
+#: the "in progress" state before trying again later.
+COMMIT_STATUS_WAIT = 10.0
+
+
+def _direct(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    return fn(*args, **kwargs)
+
+
+def as_statement(statement: Statement) -> Executable:
+    """A SQL string as ``text()`` (``:name`` placeholders bind values); SQLAlchemy
+    statements unchanged."""
+    if isinstance(statement, str):
+        if not statement.strip():
+            raise InvalidInput("SQL: empty statement", system="SQL")
+        return text(statement)
+    if isinstance(statement, Executable):
+        return statement
+    raise InvalidInput(
+        f"SQL: a statement must be a string or a SQLAlchemy statement, not "
+        f"{type(statement).__name__}",
+        system="SQL",
+    )
+
+
+def _driver_connection(conn: Connection) -> Any:
+    return conn.connection.driver_connection
+
+
+class Database:
+    """One database's operations over ``engine``. ``retry(fn, *args)`` runs one unit under
+    the caller's retry policy (a flowport ``Retrier``); ``where`` names the database in
+    messages (``PostgreSQL database 'app' at db:5432``)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        where: str,
+        system: str = "SQL",
+        retry: Callable[..., Any] = _direct,
+    ):
+        self.engine = engine
+        self.where = where
+        self.system = system
+        self.retry = retry
+        self.dialect = engine.dialect.name
+
+    # -- errors ----------------------------------------------------------------------
+
+    def error(self, exc: BaseException, statement: Any = None, params: Any = None) -> Exception:
+        """``exc`` as a flowport error naming this database and the statement."""
+        return errors.translate(exc, self.where, statement, params, system=self.system)
+
+    def fail(self, exc: BaseException, statement: Any = None, params: Any = None) -> NoReturn:
+        """Raise ``exc`` translated, chained to it (a flowport error is re-raised as is)."""
+        err = self.error(exc, statement, params)
+        if err is exc:
+            raise exc
+        raise err from exc
+
+    # -- the unit of retry -----------------------------------------------------------
+
+    def read(self, work: Callable[[Connection], T], statement: Any = None, params: Any = None) -> T:
+        """Run read-only ``work(conn)`` as one retried unit (rolled back at the end)."""
+
+        def attempt() -> T:
+            try:
+                with self.engine.connect() as conn:
+                    return work(conn)
+            except Exception as exc:
+                self.fail(exc, statement, params)
+
+        return self.retry(attempt)  # type: ignore[no-any-return]
+
+    def unit(
+        self,
+        work: Callable[[Connection], T],
+        statement: Any = None,
+        params: Any = None,
+        *,
+        idempotent: bool = False,
+    ) -> T:
+        """Run ``work(conn)`` in one transaction, committed at the end; retried whole on
+        transient errors, exactly once even when a COMMIT loses its connection (see the
+        module docstring)."""
+        pending: dict[str, Any] = {}  # survives attempts: xid and result of a lost COMMIT
+        track = self.dialect == "postgresql" and not idempotent
+
+        def attempt() -> T:
+            if "xid" in pending and self._committed(pending["xid"]):
+                return pending["result"]  # type: ignore[no-any-return]
+            pending.clear()
+            committing = False
+            try:
+                with self.engine.connect() as conn:
+                    try:
+                        xid = (
+                            conn.exec_driver_sql("SELECT txid_current()").scalar()
+                            if track
+                            else None
+                        )
+                        result = work(conn)
+                        if track:
+                            pending.update(xid=xid, result=result)
+                        committing = True
+                        conn.commit()
+                        return result
+                    except BaseException:
+                        self._invalidate_if_broken(conn)
+                        raise
+            except Exception as exc:
+                if committing and not track and not idempotent and errors.is_disconnect(exc):
+                    raise DeliveryError(
+                        f"{self.where}: the connection dropped during COMMIT of "
+                        f"'{errors.first_line(statement)}'; the server may or may not have "
+                        "committed it, so it is not run again (check the target, then re-run "
+                        "what is missing)",
+                        system=self.system,
+                        target=self.where,
+                    ) from exc
+                self.fail(exc, statement, params)
+
+        return self.retry(attempt)  # type: ignore[no-any-return]
+
+    def _committed(self, xid: int) -> bool:
+        """Whether PostgreSQL transaction ``xid`` committed; waits out 'in progress'."""
+        deadline = time.monotonic() + COMMIT_STATUS_WAIT
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    status = conn.execute(text("SELECT txid_status(:x)"), {"x": xid}).scalar()
+            except Exception as exc:
+                self.fail(exc, "SELECT txid_status(...)")
+            if status != "in progress":
+                return status == "committed"
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"{self.where}: transaction {xid} is still in progress after its "
+                    "connection dropped; will check again",
+                    system=self.system,
+                    target=self.where,
+                )
+            time.sleep(0.2)
+
+    @staticmethod
+    def _invalidate_if_broken(conn: Connection) -> None:
+        """A driver error raised outside SQLAlchemy (COPY) leaves SQLAlchemy unaware that the
+        connection died; invalidate it so the pool does not hand it out again."""
+        try:
+            raw = _driver_connection(conn)
+        except Exception:
+            return
+        if getattr(raw, "broken", False) or getattr(raw, "closed", False) is True:
+            conn.invalidate()
+
+    # -- statements ------------------------------------------------------------------
+
+    def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> int:
+        """One statement in its own transaction; the number of rows it affected."""
+        stmt = as_statement(statement)
+        return self.unit(
+            lambda conn: conn.execute(stmt, dict(params or {})).rowcount, statement, params
+        )
+
+    def execute_many(self, statement: Statement, seq_of_params: Sequence[Mapping[str, Any]]) -> int:
+        """One statement for each parameter set (executemany), all in one transaction."""
+        stmt = as_statement(statement)
+        params = [dict(p) for p in seq_of_params]
+        if not params:
+            return 0
+        return self.unit(lambda conn: conn.execute(stmt, params).rowcount, statement, params)
+
+    def transaction(self, statements: Sequence[TxStatement]) -> list[int]:
+        """Several statements, all or nothing; the rowcount of each."""
+        plan: list[tuple[Executable, Any]] = []
+        for item in statements:
+            sql, params = item if isinstance(item, tuple) else (item, None)
+            if isinstance(params, Mapping):
+                params = dict(params)
+            elif params is not None:
+                params = [dict(p) for p in params]
+            plan.append((as_statement(sql), params))
+
+        def work(conn: Connection) -> list[int]:
+            counts = []
+            for stmt, params in plan:
+                try:
+                    counts.append(conn.execute(stmt, params).rowcount)
+                except Exception as exc:
+                    self.fail(exc, stmt, params)
+            return counts
+
+        first = plan[0][0] if plan else None
+        return self.unit(work, first)
+
+    # -- reads -----------------------------------------------------------------------
+
+    @staticmethod
+    def _shape(keys: Sequence[str], rows: Iterable[Any], as_dicts: bool) -> list[Any]:
+        if as_dicts:
+            return [dict(zip(keys, row)) for row in rows]
+        return [tuple(row) for row in rows]
+
+    def fetch(
+        self,
+        statement: Statement,
+        params: Mapping[str, Any] | None = None,
+        size: int | None = None,
+        as_dicts: bool = True,
+    ) -> list[Any]:
+        """Run a query and return its first ``size`` rows (all when ``None``). Each call
+        runs the query afresh: no cursor survives between calls."""
+        stmt = as_statement(statement)
+
+        def work(conn: Connection) -> list[Any]:
+            result = conn.execute(stmt, dict(params or {}))
+            rows = result.fetchall() if size is None else result.fetchmany(size)
+            return self._shape(list(result.keys()), rows, as_dicts)
+
+        return self.read(work, statement, params)
+
+    def stream(
+        self,
+        statement: Statement,
+        params: Mapping[str, Any] | None = None,
+        batch_size: int = 10_000,
+        as_dicts: bool = True,
+    ) -> Iterator[list[Any]]:
+        """Yield the result in batches of ``batch_size`` rows through a server-side cursor
+        (PostgreSQL named cursor, MySQL unbuffered cursor): memory stays flat.
+
+        Opening the query is retried; once a batch has been handed out, a failure raises
+        (a :class:`TransientError` if it is one) rather than repeating rows."""
+        if batch_size < 1:
+            raise InvalidInput("SQL: batch_size must be at least 1", system=self.system)
+        stmt = as_statement(statement)
+
+        def open_() -> tuple[Connection, Any, list[Any], list[str]]:
+            conn = self.engine.connect()
+            try:
+                result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
+                    stmt, dict(params or {})
+                )
+                first = result.fetchmany(batch_size)
+                return conn, result, first, list(result.keys())
+            except BaseException as exc:
+                conn.close()
+                if isinstance(exc, Exception):
+                    self.fail(exc, statement, params)
+                raise
+
+        conn, result, rows, keys = self.retry(open_)
+        try:
+            while rows:
+                yield self._shape(keys, rows, as_dicts)
+                try:
+                    rows = result.fetchmany(batch_size)
+                except Exception as exc:
+                    self.fail(exc, statement, params)
+        finally:
+            conn.close()
+
+    # -- tables ----------------------------------------------------------------------
+
+    def reflect(self, table: str, schema: str | None = None) -> Table:
+        """The table as the database describes it; NotFound when it does not exist. The name
+        is only ever used as a quoted identifier in catalogue lookups."""
+        if not isinstance(table, str) or not table:
+            raise InvalidInput(f"{self.where}: table name must be a non-empty string")
+        qualified = f"{schema}.{table}" if schema else table
+
+        def work(conn: Connection) -> Table:
+            try:
+                return Table(table, MetaData(), schema=schema, autoload_with=conn)
+            except sa_exc.NoSuchTableError:
+                raise NotFound(
+                    f"{self.where}: table {qualified!r} not found",
+                    system=self.system,
+                    target=qualified,
+                ) from None
+
+        return self.read(work, f"reflect table {qualified!r}")
+
+    def columns(self, table: Table, names: Sequence[str] | None) -> list[Column[Any]]:
+        """The table's columns named ``names`` (all when ``None``); InvalidInput for a name
+        the table lacks, so no unknown identifier ever reaches SQL."""
+        if names is None:
+            return list(table.columns)
+        if isinstance(names, str):
+            names = [names]
+        out = []
+        for name in names:
+            if not isinstance(name, str) or name not in table.c:
+                known = ", ".join(repr(c.name) for c in table.columns)
+                raise InvalidInput(
+                    f"{self.where}: table {table.fullname!r} has no column {name!r} "
+                    f"(columns: {known})",
+                    system=self.system,
+                    target=table.fullname,
+                )
+            out.append(table.c[name])
+        if len({c.name for c in out}) != len(out):
+            raise InvalidInput(f"{self.where}: a column is named twice in {list(names)}")
+        return out
+
+    @staticmethod
+    def _batches(
+        rows: Iterable[Row], names: Sequence[str] | None, batch_size: int
+    ) -> tuple[list[str] | None, Iterator[list[tuple[Any, ...]]]]:
+        """Column names (from ``names`` or the first mapping row) and the rows as batches
+        of tuples in that column order."""
+        if batch_size < 1:
+            raise InvalidInput("SQL: batch_size must be at least 1")
+        it = iter(rows)
+        first = next(it, None)
+        if first is None:
+            return (list(names) if names else None), iter(())
+        if names is None:
+            if not isinstance(first, Mapping):
+                raise InvalidInput("SQL: rows given as sequences need 'columns'")
+            names = list(first.keys())
+        names = list(names)
+        getter = itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
+
+        def as_tuple(row: Row, number: int) -> tuple[Any, ...]:
+            if isinstance(row, Mapping):
+                try:
+                    return getter(row)  # type: ignore[no-any-return]
+                except KeyError as exc:
+                    raise InvalidInput(f"SQL: row {number} has no value for column {exc}") from None
+            if len(row) != len(names):
+                raise InvalidInput(
+                    f"SQL: row {number} has {len(row)} values for {len(names)} columns"
+                )
+            return tuple(row)
+
+        def gen() -> Iterator[list[tuple[Any, ...]]]:
+            number = 0
+            chained = chain([first], it)
+            while True:
+                chunk = list(islice(chained, batch_size))
+                if not chunk:
+                    return
+                batch = []
+                for row in chunk:
+                    batch.append(as_tuple(row, number))
+                    number += 1
+                yield batch
+
+        return names, gen()
+
+    # -- bulk writes -----------------------------------------------------------------
+
+    def bulk_insert(
+        self,
+        table: str,
+        rows: Iterable[Row],
+        *,
+        columns: Sequence[str] | None = None,
+        schema: str | None = None,
+        batch_size: int = 50_000,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> int:
+        """Insert ``rows`` (mappings, or sequences in ``columns`` order) in batches, each
+        batch one transaction (the unit of retry, applied exactly once). PostgreSQL with
+        psycopg 3 streams each batch through ``COPY ... FROM STDIN``; other databases use
+        executemany (multi-row INSERT / insertmanyvalues). Returns the rows inserted."""
+        names, batches = self._batches(rows, columns, batch_size)
+        if names is None:
+            return 0
+        target = self.reflect(table, schema)
+        cols = self.columns(target, names)
+        copy = self.dialect == "postgresql" and self.engine.dialect.driver == "psycopg"
+        if copy:
+            prep = self.engine.dialect.identifier_preparer
+            sql = (
+                f"COPY {prep.format_table(target)} "
+                f"({', '.join(prep.format_column(c) for c in cols)}) FROM STDIN"
+            )
+        else:
+            stmt = insert(target)
+            keys = [c.key for c in cols]
+        total = 0
+        for batch in batches:
+            if copy:
+
+                def work(conn: Connection, batch: list[tuple[Any, ...]] = batch) -> int:
+                    with _driver_connection(conn).cursor() as cur, cur.copy(sql) as cp:
+                        write = cp.write_row
+                        for row in batch:
+                            write(row)
+                    return len(batch)
+
+                total += self.unit(work, sql)
+            else:
+                params = [dict(zip(keys, row)) for row in batch]
+
+                def work(conn: Connection, params: list[dict[str, Any]] = params) -> int:
+                    conn.execute(stmt, params)
+                    return len(params)
+
+                total += self.unit(work, f"INSERT INTO {target.fullname}")
+            if on_batch is not None:
+                on_batch(len(batch))
+        return total
+
+    def upsert(
+        self,
+        table: str,
+        rows: Iterable[Row],
+        key_columns: Sequence[str],
+        *,
+        update_columns: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        schema: str | None = None,
+        batch_size: int = 10_000,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> int:
+        """Insert or update by ``key_columns`` (which need a primary key or unique
+        constraint): ``ON CONFLICT`` on PostgreSQL and SQLite, ``ON DUPLICATE KEY UPDATE``
+        on MySQL/MariaDB. ``update_columns`` defaults to every non-key column given; an
+        empty list inserts new keys only. Each batch is one idempotent transaction. Within a
+        batch the last row of a key wins. Returns the rows processed."""
+        if isinstance(key_columns, str):
+            key_columns = [key_columns]
+        if not key_columns:
+            raise InvalidInput("SQL: upsert needs at least one key column")
+        names, batches = self._batches(rows, columns, batch_size)
+        if names is None:
+            return 0
+        target = self.reflect(table, schema)
+        cols = self.columns(target, names)
+        keys = self.columns(target, key_columns)
+        if not {k.name for k in keys} <= {c.name for c in cols}:
+            raise InvalidInput(f"{self.where}: every key column must be among the row columns")
+        if update_columns is None:
+            updates = [c for c in cols if c.name not in {k.name for k in keys}]
+        else:
+            updates = self.columns(target, update_columns)
+        stmt = self._upsert_statement(target, keys, updates)
+        positions = [names.index(k.name) for k in keys]
+        total = 0
+        for batch in batches:
+            latest: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+            for row in batch:
+                latest[tuple(row[i] for i in positions)] = row
+            params = [{c.key: v for c, v in zip(cols, row)} for row in latest.values()]
+
+            def work(conn: Connection, params: list[dict[str, Any]] = params) -> int:
+                conn.execute(stmt, params)
+                return len(params)
+
+            self.unit(work, f"upsert into {target.fullname}", idempotent=True)
+            total += len(batch)
+            if on_batch is not None:
+                on_batch(len(batch))
+        return total
+
+    def _upsert_statement(
+        self, target: Table, keys: list[Column[Any]], updates: list[Column[Any]]
+    ) -> Executable:
+        if self.dialect in ("postgresql", "sqlite"):
+            if self.dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            ins = dialect_insert(target)
+            if not updates:
+                return ins.on_conflict_do_nothing(index_elements=keys)
+            return ins.on_conflict_do_update(
+                index_elements=keys, set_={c.key: ins.excluded[c.key] for c in updates}
+            )
+        if self.dialect in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+            mins = mysql_insert(target)
+            chosen = updates or keys[:1]  # "update nothing": set a key to itself
+            return mins.on_duplicate_key_update({c.key: mins.inserted[c.key] for c in chosen})
+        raise InvalidInput(
+            f"{self.where}: upsert is supported on PostgreSQL, SQLite and MySQL/MariaDB, "
+            f"not {self.dialect}",
+            system=self.system,
+        )
+
+    # -- files -----------------------------------------------------------------------
+
+    def export_chunks(
+        self,
+        statement: Statement,
+        params: Mapping[str, Any] | None = None,
+        fmt: str = "csv",
+        batch_size: int = 10_000,
+        chunk_bytes: int = 1024 * 1024,
+        counter: list[int] | None = None,
+    ) -> Iterator[bytes]:
+        """The query result encoded as CSV (with a header) or JSON Lines, in chunks of about
+        ``chunk_bytes``; rows are streamed, never all held. ``counter[0]`` counts rows."""
+        fmt = check_format(fmt)
+        buf = io.StringIO()
+        header_done = False
+        writer = csv.writer(buf, lineterminator="\n") if fmt == "csv" else None
+        for batch in self.stream(statement, params, batch_size, as_dicts=True):
+            if writer is not None:
+                if not header_done:
+                    writer.writerow(list(batch[0].keys()))
+                    header_done = True
+                writer.writerows([_csv_value(v) for v in row.values()] for row in batch)
+            else:
+                buf.write(
+                    "".join(json.dumps(row, default=_json_default) + "\n" for row in batch)
+                )
+            if counter is not None:
+                counter[0] += len(batch)
+            if buf.tell() >= chunk_bytes:
+                yield buf.getvalue().encode()
+                buf.seek(0)
+                buf.truncate()
+        if buf.tell():
+            yield buf.getvalue().encode()
+
+    def read_rows(self, stream: io.BufferedIOBase | Any, fmt: str, table: Table) -> Iterator[dict[str, Any]]:
+        """Rows of a CSV (header line first; an empty field is NULL) or JSON Lines file,
+        converted to the types of ``table``'s columns."""
+        fmt = check_format(fmt)
+        reader = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        converters = {c.name: _converter(c) for c in table.columns}
+        if fmt == "csv":
+            records: Iterator[dict[str, Any]] = csv.DictReader(reader)
+        else:
+            records = (json.loads(line) for line in reader if line.strip())
+        for number, record in enumerate(records, start=1):
+            try:
+                yield {
+                    name: (converters[name](value) if name in converters else value)
+                    for name, value in record.items()
+                }
+            except (ValueError, TypeError, decimal.InvalidOperation) as exc:
+                raise InvalidInput(
+                    f"{self.where}: record {number} of the file does not fit table "
+                    f"{table.fullname!r} ({type(exc).__name__})",
+                    system=self.system,
+                    target=table.fullname,
+                ) from None
+
+
+FORMATS = ("csv", "jsonl")
+
+
+def check_format(fmt: str) -> str:
+    """``csv`` or ``jsonl`` (case-insensitive); InvalidInput otherwise."""
+    value = str(fmt).lower()
+    if value not in FORMATS:
+        raise InvalidInput(f"SQL: format must be one of {FORMATS}, not {fmt!r}")
+    return value
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, uuid.UUID | dt.timedelta):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text_value = str(value).strip().lower()
+    if text_value in ("1", "true", "t", "yes", "y"):
+        return True
+    if text_value in ("0", "false", "f", "no", "n"):
+        return False
+    raise ValueError("not a boolean")
+
+
+def _converter(column: Column[Any]) -> Callable[[Any], Any]:
+    """From a CSV string (or JSON value) to the Python type the column expects; '' -> NULL."""
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        python_type = str
+    convert: Callable[[Any], Any]
+    if python_type is bool:
+        convert = _parse_bool
+    elif python_type is int:
+        convert = lambda v: v if isinstance(v, int) else int(str(v))  # noqa: E731
+    elif python_type is float:
+        convert = float
+    elif python_type is decimal.Decimal:
+        convert = lambda v: decimal.Decimal(str(v))  # noqa: E731
+    elif python_type is dt.datetime:
+        convert = lambda v: v if isinstance(v, dt.datetime) else dt.datetime.fromisoformat(v)  # noqa: E731
+    elif python_type is dt.date:
+        convert = lambda v: v if isinstance(v, dt.date) else dt.date.fromisoformat(v)  # noqa: E731
+    elif python_type is dt.time:
+        convert = lambda v: v if isinstance(v, dt.time) else dt.time.fromisoformat(v)  # noqa: E731
+    elif python_type is bytes:
+        convert = lambda v: v if isinstance(v, bytes) else bytes.fromhex(v)  # noqa: E731
+    else:
+        convert = lambda v: v  # noqa: E731
+
+    def run(value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        return convert(value)
+
+    return run

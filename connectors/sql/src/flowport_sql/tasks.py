@@ -1,0 +1,342 @@
+"""Prebuilt Prefect tasks: RetryingTask subclasses and ready-made instances.
+
+Every call is independent: it checks a connection out of the block's pool, does its work
+and gives the connection back; no cursor or transaction survives between calls. The unit
+of retry is one transaction (for ``bulk_insert`` and ``upsert``: one batch). Tasks never
+hash their inputs (``cache_policy=NO_CACHE``), so rows passed to them cost nothing extra.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from flowport.artifacts import summarise
+from flowport.errors import InvalidInput
+from flowport.plugins import hook
+from flowport.progress import Progress
+from flowport.retry import Retrier, RetryPolicy
+from flowport.store import ObjectStore
+from flowport.task import RetryingTask
+from flowport_sql import errors
+from flowport_sql.blocks import SqlDatabase
+from flowport_sql.db import Database, Row, Statement, TxStatement, check_format
+
+
+class SqlTask(RetryingTask):
+    """Base of this connector's tasks: the transient predicate and a retry policy patient
+    enough for a database restart (about half a minute of backoff in all)."""
+
+    tags = ("flowport", "sql")
+    retry_policy = RetryPolicy(attempts=8, initial_delay=0.5, max_delay=10.0, deadline=300.0)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return errors.is_transient(exc)
+
+    def ops(self, database: SqlDatabase, retrier: Retrier | None = None) -> Database:
+        """The operations over ``database``'s engine, retrying under this call's policy."""
+        return Database(
+            database.engine(), database.describe(), database.system, retrier or self.retrier
+        )
+
+
+class Execute(SqlTask):
+    """Run one statement with bound parameters (``:name`` placeholders) in its own
+    transaction; returns the number of rows affected. Retried whole on transient errors."""
+
+    def run(
+        self, database: SqlDatabase, statement: Statement, params: Mapping[str, Any] | None = None
+    ) -> int:
+        return self.ops(database).execute(statement, params)
+
+
+class ExecuteMany(SqlTask):
+    """Run one statement once per parameter set (executemany), all in one transaction;
+    returns the rows affected. Inputs are not hashed (no cache)."""
+
+    def run(
+        self,
+        database: SqlDatabase,
+        statement: Statement,
+        seq_of_params: Sequence[Mapping[str, Any]],
+    ) -> int:
+        return self.ops(database).execute_many(statement, seq_of_params)
+
+
+class FetchOne(SqlTask):
+    """Run a query and return its first row (a dict, or a tuple with ``as_dicts=False``),
+    or ``None`` when it returns no row."""
+
+    def run(
+        self,
+        database: SqlDatabase,
+        statement: Statement,
+        params: Mapping[str, Any] | None = None,
+        as_dicts: bool = True,
+    ) -> Any:
+        rows = self.ops(database).fetch(statement, params, size=1, as_dicts=as_dicts)
+        return rows[0] if rows else None
+
+
+class FetchMany(SqlTask):
+    """Run a query and return its first ``size`` rows. Each call runs the query afresh, so
+    two calls return the same rows (no cursor is kept between calls)."""
+
+    def run(
+        self,
+        database: SqlDatabase,
+        statement: Statement,
+        params: Mapping[str, Any] | None = None,
+        size: int = 100,
+        as_dicts: bool = True,
+    ) -> list[Any]:
+        if size < 1:
+            raise InvalidInput("SQL: fetch_many size must be at least 1", system="SQL")
+        return self.ops(database).fetch(statement, params, size=size, as_dicts=as_dicts)
+
+
+class FetchAll(SqlTask):
+    """Run a query and return all its rows (for big results use ``stream_query``)."""
+
+    def run(
+        self,
+        database: SqlDatabase,
+        statement: Statement,
+        params: Mapping[str, Any] | None = None,
+        as_dicts: bool = True,
+    ) -> list[Any]:
+        return self.ops(database).fetch(statement, params, as_dicts=as_dicts)
+
+
+class StreamQuery(SqlTask):
+    """Yield a query's rows in batches of ``batch_size`` (lists of dicts, or tuples with
+    ``as_dicts=False``) through a server-side cursor: memory stays flat for any row count.
+
+    A generator task: the task run lasts while you iterate. Opening the query is retried;
+    after the first batch a failure raises instead of repeating rows. Consume it in the
+    process that called it (a generator does not travel to another worker)."""
+
+    def run(  # type: ignore[override]
+        self,
+        database: SqlDatabase,
+        statement: Statement,
+        params: Mapping[str, Any] | None = None,
+        batch_size: int = 10_000,
+        as_dicts: bool = True,
+    ) -> Iterator[list[Any]]:
+        yield from self.ops(database).stream(statement, params, batch_size, as_dicts)
+
+    def _make_fn(self) -> Callable[..., Any]:
+        # The core wraps run() in a plain function; Prefect only runs a task as a generator
+        # (task run open while the caller iterates) when its function is one, so wrap here
+        # with the same lifecycle: the per-call policy, the hooks, never a leaked context.
+        def fn(*args: Any, **kwargs: Any) -> Iterator[list[Any]]:
+            bound = self.signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            policy = bound.arguments.pop("retry_policy", None) or self.retry_policy
+            relay = hook()
+            policy = relay.flowport_retry_policy(task_name=self.name, policy=policy) or policy
+            retrier = policy.bind(self.is_transient, self.name)
+            relay.flowport_task_started(task_name=self.name, parameters=bound.arguments)
+            started = time.perf_counter()
+            arguments = dict(bound.arguments)
+            database = arguments.pop("database")
+            try:
+                yield from self.ops(database, retrier).stream(**arguments)
+            except BaseException as exc:
+                relay.flowport_task_failed(
+                    task_name=self.name, exception=exc, duration=time.perf_counter() - started
+                )
+                raise
+            relay.flowport_task_succeeded(
+                task_name=self.name, duration=time.perf_counter() - started
+            )
+
+        fn.__name__ = "run"
+        fn.__doc__ = type(self).run.__doc__
+        fn.__qualname__ = f"{type(self).__qualname__}.run"
+        fn.__module__ = type(self).__module__
+        fn.__signature__ = self.signature  # type: ignore[attr-defined]
+        return fn
+
+
+def _rows_progress(description: str) -> Progress:
+    progress = Progress(description, total=None, unit="rows")
+    return progress
+
+
+class BulkInsert(SqlTask):
+    """Insert many rows fast: mappings, or sequences in ``columns`` order, from any iterable
+    (streamed, ``batch_size`` at a time). PostgreSQL (psycopg 3) uses ``COPY ... FROM
+    STDIN``; other databases multi-row INSERT. Each batch is one transaction, retried whole
+    and applied exactly once; a failure stops the load with earlier batches committed.
+    Table and column names are checked against the reflected table. Rows are not hashed
+    (no cache). Returns the number of rows inserted."""
+
+    def run(
+        self,
+        database: SqlDatabase,
+        table: str,
+        rows: Iterable[Row],
+        columns: Sequence[str] | None = None,
+        schema: str | None = None,
+        batch_size: int = 50_000,
+    ) -> int:
+        ops = self.ops(database)
+        started = time.perf_counter()
+        with _rows_progress(f"bulk_insert into {table}") as progress:
+            count = ops.bulk_insert(
+                table,
+                rows,
+                columns=columns,
+                schema=schema,
+                batch_size=batch_size,
+                on_batch=progress.advance,
+            )
+        _summary(self.name, ops.where, table, count, started)
+        return count
+
+
+class Upsert(SqlTask):
+    """Insert rows, or update the existing ones with the same ``key_columns`` (a primary key
+    or unique constraint): ``ON CONFLICT`` on PostgreSQL and SQLite, ``ON DUPLICATE KEY
+    UPDATE`` on MariaDB/MySQL. ``update_columns`` defaults to all non-key columns; ``[]``
+    only inserts new keys. Each batch is one idempotent transaction. Rows are not hashed
+    (no cache). Returns the number of rows processed."""
+
+    def run(
+        self,
+        database: SqlDatabase,
+        table: str,
+        rows: Iterable[Row],
+        key_columns: Sequence[str],
+        update_columns: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        schema: str | None = None,
+        batch_size: int = 10_000,
+    ) -> int:
+        ops = self.ops(database)
+        started = time.perf_counter()
+        with _rows_progress(f"upsert into {table}") as progress:
+            count = ops.upsert(
+                table,
+                rows,
+                key_columns,
+                update_columns=update_columns,
+                columns=columns,
+                schema=schema,
+                batch_size=batch_size,
+                on_batch=progress.advance,
+            )
+        _summary(self.name, ops.where, table, count, started)
+        return count
+
+
+class Transaction(SqlTask):
+    """Run several statements in one transaction, all or nothing: each item is SQL, or
+    ``(SQL, params)``, or ``(SQL, [params, ...])``. The whole transaction is the unit of
+    retry. Returns each statement's rowcount."""
+
+    def run(self, database: SqlDatabase, statements: Sequence[TxStatement]) -> list[int]:
+        if isinstance(statements, str):
+            statements = [statements]
+        return self.ops(database).transaction(statements)
+
+
+class ExportQuery(SqlTask):
+    """Stream a query's result into any flowport ObjectStore as CSV (with a header) or JSON
+    Lines, never holding the result in memory. The whole export is the unit of retry (the
+    object is rewritten from the start). Returns ``{"key", "rows", "bytes"}``."""
+
+    def run(
+        self,
+        database: SqlDatabase,
+        statement: Statement,
+        store: ObjectStore,
+        key: str,
+        format: str = "csv",
+        params: Mapping[str, Any] | None = None,
+        batch_size: int = 10_000,
+    ) -> dict[str, Any]:
+        fmt = check_format(format)
+        retrier = self.retrier
+        ops = self.ops(database, retrier)
+        # The stream's own retries would restart mid-object; the unit here is the export.
+        inner = Database(ops.engine, ops.where, ops.system)
+        started = time.perf_counter()
+
+        def export() -> tuple[Any, int]:
+            counter = [0]
+            info = store.put_stream(
+                inner.export_chunks(statement, params, fmt, batch_size, counter=counter), key
+            )
+            return info, counter[0]
+
+        info, rows = retrier(export)
+        summarise(
+            self.name,
+            [{"database": ops.where, "object": store.url_for(key), "rows": rows,
+              "bytes": info.size, "seconds": round(time.perf_counter() - started, 3)}],
+        )
+        return {"key": key, "rows": rows, "bytes": info.size}
+
+
+class LoadFile(SqlTask):
+    """Load a CSV (header line first; an empty field is NULL) or JSON Lines object from any
+    flowport ObjectStore into ``table``, streamed and converted to the column types, through
+    ``bulk_insert``'s batches (each one transaction, exactly once). Returns the rows loaded."""
+
+    def run(
+        self,
+        database: SqlDatabase,
+        store: ObjectStore,
+        key: str,
+        table: str,
+        format: str = "csv",
+        schema: str | None = None,
+        batch_size: int = 50_000,
+    ) -> int:
+        fmt = check_format(format)
+        ops = self.ops(database)
+        target = ops.reflect(table, schema)
+        started = time.perf_counter()
+        with store.open(key) as stream, _rows_progress(f"load {key} into {table}") as progress:
+            count = ops.bulk_insert(
+                table,
+                ops.read_rows(stream, fmt, target),
+                schema=schema,
+                batch_size=batch_size,
+                on_batch=progress.advance,
+            )
+        _summary(self.name, ops.where, table, count, started)
+        return count
+
+
+def _summary(task_name: str, where: str, table: str, rows: int, started: float) -> None:
+    seconds = time.perf_counter() - started
+    summarise(
+        task_name,
+        [{"database": where, "table": table, "rows": rows, "seconds": round(seconds, 3),
+          "rows_per_second": int(rows / seconds) if seconds > 0 else None}],
+    )
+
+
+execute = Execute()
+execute_many = ExecuteMany()
+fetch_one = FetchOne()
+fetch_many = FetchMany()
+fetch_all = FetchAll()
+stream_query = StreamQuery()
+bulk_insert = BulkInsert()
+upsert = Upsert()
+transaction = Transaction()
+export_query = ExportQuery()
+load_file = LoadFile()
+
+__all__ = [
+    "BulkInsert", "Execute", "ExecuteMany", "ExportQuery", "FetchAll", "FetchMany",
+    "FetchOne", "LoadFile", "SqlTask", "StreamQuery", "Transaction", "Upsert",
+    "bulk_insert", "execute", "execute_many", "export_query", "fetch_all", "fetch_many",
+    "fetch_one", "load_file", "stream_query", "transaction", "upsert",
+]

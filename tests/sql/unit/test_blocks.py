@@ -1,0 +1,122 @@
+"""SqlDatabase: URL or parts, the password never shown, lazy engine, pickling."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from uuid import uuid4
+from pathlib import Path
+
+import cloudpickle
+import pytest
+from flowport.errors import ConfigError, TransientError
+from flowport.retry import RetryPolicy
+from pydantic import SecretStr
+
+from flowport_sql import SqlDatabase, execute, fetch_one
+from flowport_sql.blocks import _split_password
+
+PW = "Sup3r-S3cret-pw"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://alice:{PW}@db.example:5433/app",
+        f"mysql+pymysql://alice:{PW}@db.example:3306/app?charset=utf8mb4",
+        f"postgresql+psycopg://alice@db.example/app?password={PW}",
+    ],
+)
+def test_password_in_url_is_moved_into_a_secret(url: str) -> None:
+    db = SqlDatabase(url=url)
+    assert isinstance(db.password, SecretStr) and db.password.get_secret_value() == PW
+    for shown in (
+        repr(db),
+        str(db),
+        str(db.model_dump()),
+        db.model_dump_json(),
+        str(db.sqlalchemy_url()),
+        db.describe(),
+        str(db._to_block_document(name="x", block_schema_id=uuid4(), block_type_id=uuid4()).data),
+    ):
+        assert PW not in shown
+    assert "alice" in db.url and "db.example" in db.describe()
+    # The full URL still reaches the driver.
+    assert db.sqlalchemy_url().render_as_string(hide_password=False).count(PW) == 1
+
+
+def test_percent_encoded_password_is_decoded() -> None:
+    url, password = _split_password("postgresql://u:p%40ss%2Fw@h/db")
+    assert password == "p@ss/w" and "p%40" not in url
+
+
+def test_parts_and_describe(tmp_path: Path) -> None:
+    db = SqlDatabase(
+        drivername="postgresql+psycopg", username="u", password=PW, host="h", port=5, database="d"
+    )
+    assert db.describe() == "PostgreSQL database 'd' at h:5"
+    assert db.system == "PostgreSQL" and db.dialect == "postgresql"
+    assert SqlDatabase().describe() == "SQLite database ':memory:'"
+    assert SqlDatabase(url="mariadb+pymysql://u@h:3/x").system == "MariaDB"
+
+
+def test_invalid_url_never_echoes_the_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        SqlDatabase(url=f"not a url :{PW}@")
+    assert PW not in str(info.value) and info.value.__cause__ is None
+
+
+def test_missing_driver_names_the_extra() -> None:
+    db = SqlDatabase(url=f"mysql+mysqldb://u:{PW}@127.0.0.1/x")
+    with pytest.raises(ConfigError, match=r"flowport-sql\[mysql\]") as info:
+        db.engine()
+    assert PW not in str(info.value)
+
+
+def test_connection_failure_is_transient_and_never_shows_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = SqlDatabase(url=f"postgresql+psycopg://alice:{PW}@127.0.0.1:{port}/app", connect_timeout=2)
+    policy = RetryPolicy(attempts=2, initial_delay=0, max_delay=0)
+    with caplog.at_level(logging.DEBUG), pytest.raises(TransientError) as info:
+        fetch_one.fn(db, "SELECT 1", retry_policy=policy)
+    assert f"127.0.0.1:{port}" in str(info.value) and "'app'" in str(info.value)
+    assert PW not in str(info.value) and PW not in caplog.text
+    assert "attempt 1/2 failed" in caplog.text
+
+
+def test_engine_is_lazy_per_block_and_disposed(tmp_path: Path) -> None:
+    db = SqlDatabase(database=str(tmp_path / "a.db"), pool_size=2, max_overflow=1)
+    assert db._clients == {}
+    engine = db.engine()
+    assert db.engine() is engine and engine.pool.size() == 2
+    db.dispose()
+    assert db._clients == {} and db.engine() is not engine
+    with SqlDatabase(database=str(tmp_path / "b.db")) as other:
+        execute.fn(other, "CREATE TABLE x (a INTEGER)")
+        assert other._clients
+    assert other._clients == {}
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, cloudpickle.dumps])
+def test_block_pickles_without_its_engine(tmp_path: Path, dumps: object) -> None:
+    db = SqlDatabase(url=f"sqlite:///{tmp_path / 'p.db'}")
+    execute.fn(db, "CREATE TABLE x (a INTEGER)")
+    execute.fn(db, "INSERT INTO x VALUES (7)")
+    data = dumps(db)  # type: ignore[operator]
+    copy = pickle.loads(data)
+    assert copy._clients == {}
+    assert fetch_one.fn(copy, "SELECT a FROM x") == {"a": 7}
+    assert copy.engine() is not db.engine()
+
+
+def test_password_survives_pickling() -> None:
+    db = SqlDatabase(url=f"postgresql+psycopg://u:{PW}@h/d")
+    copy = pickle.loads(cloudpickle.dumps(db))
+    assert copy.password is not None and copy.password.get_secret_value() == PW
+    assert copy.model_dump() == db.model_dump()

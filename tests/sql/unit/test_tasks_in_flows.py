@@ -1,0 +1,164 @@
+"""The tasks inside real Prefect flows, retries of whole transactions, the plugin."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+from flowport.errors import DeliveryError
+from flowport.plugins import get_connector
+from flowport.retry import RetryPolicy
+from prefect import flow
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+
+from flowport_sql import (
+    SqlDatabase,
+    bulk_insert,
+    execute,
+    fetch_all,
+    fetch_one,
+    stream_query,
+    transaction,
+    upsert,
+)
+from flowport_sql.db import Database
+from tests.sql.helpers import FAST, retries
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def test_tasks_in_a_flow(db: SqlDatabase, make_table: Any) -> None:
+    t = make_table()
+
+    @flow
+    def pipeline() -> tuple[int, list[int], int]:
+        inserted = bulk_insert(db, t, [{"id": i, "name": f"n{i}"} for i in range(100)], batch_size=30)
+        sizes = [len(batch) for batch in stream_query(db, f"SELECT id FROM {t}", batch_size=40)]
+        upsert(db, t, [{"id": 1, "name": "one"}], ["id"])
+        return inserted, sizes, fetch_one(db, f"SELECT count(*) AS n FROM {t}")["n"]
+
+    assert pipeline() == (100, [40, 40, 20], 100)
+    assert fetch_one.fn(db, f"SELECT name FROM {t} WHERE id = 1") == {"name": "one"}
+
+
+def test_stream_query_is_a_generator_task_run(db: SqlDatabase, make_table: Any) -> None:
+    t = make_table()
+    bulk_insert.fn(db, t, [{"id": i} for i in range(5)])
+
+    @flow
+    def reader() -> list[Any]:
+        return [row for batch in stream_query(db, f"SELECT id FROM {t} ORDER BY id", batch_size=2, as_dicts=False) for row in batch]
+
+    assert reader() == [(0,), (1,), (2,), (3,), (4,)]
+    assert stream_query.prefect_task.isgenerator
+
+
+def test_tasks_and_block_survive_cloudpickle(db: SqlDatabase, make_table: Any) -> None:
+    t = make_table()
+    db.engine()  # an engine exists and must not travel
+    task2, db2 = cloudpickle.loads(cloudpickle.dumps((bulk_insert, db)))
+    assert task2.fn(db2, t, [{"id": 1}]) == 1
+    assert fetch_all.fn(db, f"SELECT id FROM {t}") == [{"id": 1}]
+
+
+def test_sqlite_lock_is_retried_and_the_transaction_applied_once(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    db = SqlDatabase(database=str(path), connect_timeout=1)
+    execute.fn(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN EXCLUSIVE")
+    release = threading.Event()
+
+    def unlock() -> None:
+        release.wait(30)
+        blocker.execute("COMMIT")
+
+    thread = threading.Thread(target=unlock)
+    thread.start()
+
+    seen: list[int] = []
+
+    @event.listens_for(db.engine(), "handle_error")
+    def on_error(ctx: Any) -> None:  # release the lock after the first failure
+        seen.append(1)
+        release.set()
+
+    policy = RetryPolicy(attempts=10, initial_delay=0.1, max_delay=0.5)
+    with retries() as rec:
+        counts = transaction.fn(
+            db, ["INSERT INTO t (id, n) VALUES (1, 1)", "UPDATE t SET n = n + 1"], retry_policy=policy
+        )
+    thread.join()
+    blocker.close()
+    assert counts == [1, 1] and seen and rec.seen
+    assert "database is locked" in rec.seen[0][2]
+    assert fetch_all.fn(db, "SELECT id, n FROM t") == [{"id": 1, "n": 2}]
+
+
+def test_lost_commit_is_not_repeated_where_its_outcome_is_unknown(db: SqlDatabase, make_table: Any) -> None:
+    t = make_table()
+    engine = db.engine()
+
+    def drop(conn: Any) -> None:
+        raise sa_exc.DisconnectionError("connection dropped during COMMIT")
+
+    event.listen(engine, "commit", drop)
+    try:
+        with retries() as rec, pytest.raises(DeliveryError, match="may or may not have committed"):
+            execute.fn(db, f"INSERT INTO {t} (id) VALUES (1)", retry_policy=FAST)
+        assert rec.seen == []
+        # An idempotent unit (upsert) may run again: here every attempt fails the same way.
+        with retries() as rec, pytest.raises(Exception):
+            upsert.fn(db, t, [{"id": 2}], ["id"], retry_policy=FAST)
+        assert len(rec.seen) == FAST.attempts - 1
+    finally:
+        event.remove(engine, "commit", drop)
+
+
+def test_transient_error_retries_the_whole_transaction(db: SqlDatabase, make_table: Any) -> None:
+    t = make_table()
+    calls: list[str] = []
+    state = {"fail": 1}
+
+    @event.listens_for(db.engine(), "before_cursor_execute")
+    def flaky(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("UPDATE") and state["fail"]:
+            state["fail"] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        calls.append(statement.split()[0])
+
+    with retries() as rec:
+        transaction.fn(db, [f"INSERT INTO {t} (id, score) VALUES (1, 1)", f"UPDATE {t} SET score = score + 1"], retry_policy=FAST)
+    event.remove(db.engine(), "before_cursor_execute", flaky)
+    assert len(rec.seen) == 1
+    # The INSERT ran twice (the first attempt was rolled back), the row exists once.
+    assert calls.count("INSERT") == 2
+    assert fetch_all.fn(db, f"SELECT id, score FROM {t}") == [{"id": 1, "score": 2.0}]
+
+
+def test_plugin_and_check() -> None:
+    connector = get_connector("sql")
+    assert connector.distribution == "flowport-sql" and connector.check_block is SqlDatabase
+    assert {"execute", "bulk_insert", "stream_query", "export_query", "load_file"} <= set(connector.tasks)
+    assert connector.check is not None
+    assert "SELECT 1 returned 1" in connector.check(SqlDatabase())
+
+
+def test_cli_check_with_a_saved_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flowport.cli import main
+
+    SqlDatabase(database=str(tmp_path / "c.db")).save("flowport-sql-unit-check", overwrite=True)
+    loaded = SqlDatabase.load("flowport-sql-unit-check")
+    assert loaded.database == str(tmp_path / "c.db")
+    assert main(["check", "sql", "--block", "flowport-sql-unit-check"]) == 0
+    assert "SELECT 1 returned 1" in capsys.readouterr().out
+
+
+def test_database_ops_need_no_prefect(db: SqlDatabase) -> None:
+    ops = Database(db.engine(), db.describe())
+    assert ops.fetch("SELECT 2 AS two") == [{"two": 2}]
