@@ -283,6 +283,9 @@ class FakeConsumer:
         self.committed: list[dict[TopicPartition, Any]] = []
         self.closed_with: bool | None = None
 
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.records if tp.topic == topic}
+
     def subscribe(self, topics: list[str]) -> None:
         self.topics = topics
 

@@ -536,6 +536,9 @@ class Reader:
     so "read to the end" means the end as it was when reading started.
     """
 
+    #: Seconds a joined consumer with no partitions waits for a follow-up rebalance.
+    empty_grace: float = 3.0
+
     def __init__(
         self,
         consumer: KafkaConsumer,
@@ -556,8 +559,13 @@ class Reader:
     def join(self, timeout: float) -> None:
         """Subscribe and wait until the group gave this consumer its partitions."""
         consumer = self.consumer
+        for topic in self.topics:
+            # load the topics' metadata first: a group leader that does not know a topic's
+            # partitions yet assigns nobody anything (kafka-python logs "No partition metadata")
+            consumer.partitions_for_topic(topic)
         consumer.subscribe(self.topics)
         deadline = time.monotonic() + timeout
+        empty_since: float | None = None
         self._pending: dict[TopicPartition, list[Any]] = {}
         while not consumer.assignment():
             # poll drives the join; anything it returns is kept for the first batch
@@ -568,7 +576,13 @@ class Reader:
                 break
             meta = consumer.group_metadata()
             if meta.state == MemberState.STABLE and meta.generation_id >= 0:
-                return  # joined, but other members hold every partition: nothing to read
+                # joined with no partitions: other members may hold them all, or the leader
+                # lacked metadata and a rebalance follows; give that a moment before giving up
+                empty_since = empty_since or time.monotonic()
+                if time.monotonic() - empty_since > self.empty_grace:
+                    return
+            else:
+                empty_since = None
             if time.monotonic() > deadline:
                 raise TransientError(
                     f"Kafka consumer group {self.group_id!r} got no partitions of "
