@@ -131,6 +131,11 @@ def throughput(env: dict[str, str], size: int, rounds: int, workdir: Path) -> li
     runners = contenders(env)
     names = list(runners)
     timings: dict[str, dict[str, list[float]]] = {n: {"up": [], "down": []} for n in names}
+    warm = workdir / "warm.bin"
+    warm.write_bytes(b"w" * 1024)
+    for upload, download in runners.values():  # clients built, connections open
+        upload(warm, "bench/warm")
+        download("bench/warm", workdir / "warm.out")
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
@@ -172,11 +177,12 @@ def vm_hwm_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def rss_child(size: int, src_key: str, dst_key: str, concurrency: int) -> None:
-    """Runs in the subprocess: stream ``src_key`` into ``dst_key`` and report peak RSS."""
+def rss_child(size: int, src_key: str, dst_key: str) -> None:
+    """Runs in the subprocess: stream ``src_key`` into ``dst_key`` (S3Bucket defaults: 8 MiB
+    parts, stream_concurrency 4) and report peak RSS."""
     from flowport_s3 import S3Store
 
-    store = S3Store(flowport_bucket(dict(os.environ)), concurrency=concurrency)
+    store = S3Store(flowport_bucket(dict(os.environ)))
     store.stat(src_key)  # client built, connection pool warm: the baseline
     baseline = vm_hwm_kb()
     t0 = time.perf_counter()
@@ -196,7 +202,7 @@ def generated(size: int) -> Iterator[bytes]:
         yield piece
 
 
-def peak_rss(env: dict[str, str], size: int, concurrency: int) -> dict[str, Any]:
+def peak_rss(env: dict[str, str], size: int) -> dict[str, Any]:
     from flowport_s3 import S3Store
 
     store = S3Store(flowport_bucket(env))
@@ -210,7 +216,6 @@ def peak_rss(env: dict[str, str], size: int, concurrency: int) -> dict[str, Any]
             str(size),
             src,
             f"rss/dst-{size}",
-            str(concurrency),
         ],
         capture_output=True,
         text=True,
@@ -223,7 +228,6 @@ def peak_rss(env: dict[str, str], size: int, concurrency: int) -> dict[str, Any]
     store.delete_many([src, f"rss/dst-{size}"])
     return {
         "size": size,
-        "concurrency": concurrency,
         "baseline": out["baseline_kb"] / 1024,
         "peak": out["peak_kb"] / 1024,
         "mbps": size / MiB / out["seconds"],
@@ -234,12 +238,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (< 1 min)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3; quick 1)")
-    parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
-        rss_child(
-            int(args.rss_child[0]), args.rss_child[1], args.rss_child[2], int(args.rss_child[3])
-        )
+        rss_child(int(args.rss_child[0]), args.rss_child[1], args.rss_child[2])
         return 0
 
     size = 64 * MiB if args.quick else GiB
