@@ -162,3 +162,47 @@ def test_cli_check_with_a_saved_block(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_database_ops_need_no_prefect(db: SqlDatabase) -> None:
     ops = Database(db.engine(), db.describe())
     assert ops.fetch("SELECT 2 AS two") == [{"two": 2}]
+
+
+class Tracked(Database):
+    """Database whose commit outcome is answered by the test (PostgreSQL asks txid_status)."""
+
+    def __init__(self, *args: Any, outcome: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tracks_commits = True
+        self.outcome = outcome
+        self.asked: list[int] = []
+
+    def _xid(self, conn: Any) -> int:
+        return 4242
+
+    def _committed(self, xid: Any) -> bool:
+        self.asked.append(xid)
+        return self.outcome
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_lost_commit_is_resolved_by_asking_the_server(db: SqlDatabase, committed: bool) -> None:
+    engine = db.engine()
+    state = {"drops": 1}
+
+    def drop_once(conn: Any) -> None:
+        if state["drops"]:
+            state["drops"] -= 1
+            raise sa_exc.DisconnectionError("connection dropped during COMMIT")
+
+    ran: list[int] = []
+    ops = Tracked(engine, db.describe(), retry=FAST.bind(lambda e: False), outcome=committed)
+    event.listen(engine, "commit", drop_once)
+    try:
+        def work(conn: Any) -> str:
+            ran.append(1)
+            conn.exec_driver_sql("SELECT 1")  # begins the transaction COMMIT ends
+            return "done"
+
+        assert ops.unit(work, "INSERT ...") == "done"
+    finally:
+        event.remove(engine, "commit", drop_once)
+    assert ops.asked == [4242]
+    # Committed: the work is not done again. Not committed: it is, once more.
+    assert len(ran) == (1 if committed else 2)

@@ -86,6 +86,8 @@ class Database:
         self.system = system
         self.retry = retry
         self.dialect = engine.dialect.name
+        #: Whether a unit whose COMMIT lost its connection can ask the server how it ended.
+        self.tracks_commits = self.dialect == "postgresql"
 
     # -- errors ----------------------------------------------------------------------
 
@@ -126,7 +128,7 @@ class Database:
         transient errors, exactly once even when a COMMIT loses its connection (see the
         module docstring)."""
         pending: dict[str, Any] = {}  # survives attempts: xid and result of a lost COMMIT
-        track = self.dialect == "postgresql" and not idempotent
+        track = self.tracks_commits and not idempotent
 
         def attempt() -> T:
             if "xid" in pending and self._committed(pending["xid"]):
@@ -136,11 +138,7 @@ class Database:
             try:
                 with self.engine.connect() as conn:
                     try:
-                        xid = (
-                            conn.exec_driver_sql("SELECT txid_current()").scalar()
-                            if track
-                            else None
-                        )
+                        xid = self._xid(conn) if track else None
                         result = work(conn)
                         if track:
                             pending.update(xid=xid, result=result)
@@ -164,7 +162,11 @@ class Database:
 
         return self.retry(attempt)  # type: ignore[no-any-return]
 
-    def _committed(self, xid: int) -> bool:
+    def _xid(self, conn: Connection) -> Any:
+        """The id of the transaction ``conn`` is in (PostgreSQL: assigns one)."""
+        return conn.exec_driver_sql("SELECT txid_current()").scalar()
+
+    def _committed(self, xid: Any) -> bool:
         """Whether PostgreSQL transaction ``xid`` committed; waits out 'in progress'."""
         deadline = time.monotonic() + COMMIT_STATUS_WAIT
         while True:
