@@ -19,6 +19,7 @@ from .base import (
     CACHE_DIR,
     Service,
     ServiceError,
+    apt_install,
     file_lock,
     free_port,
     port_open,
@@ -130,8 +131,6 @@ def kafka_libs(version: str) -> Path:
         if (root / ".complete").exists():
             return libs
         if not shutil.which("mvn") or not shutil.which("java"):
-            from .base import apt_install
-
             apt_install(["maven", "openjdk-17-jre-headless"])
         root.mkdir(parents=True, exist_ok=True)
         (root / "pom.xml").write_text(render_pom(version))
@@ -194,6 +193,9 @@ class Kafka(Service):
 
     def install(self) -> None:
         kafka_libs(self.version)
+        # kcat (librdkafka) is the independent client the Kafka cross-check tests use.
+        if shutil.which("kcat") is None:
+            apt_install(list(versions.EXTRA_APT_PACKAGES))
 
     def _java(self, main: str, *args: str, heap: str = "-Xmx512m") -> list[str]:
         assert self.workdir is not None
