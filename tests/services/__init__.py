@@ -105,6 +105,7 @@ class Harness:
     def __init__(self, persist: bool = False) -> None:
         self.persist = persist
         self.services: dict[str, Service] = {}
+        self.started: set[str] = set()  # names this Harness started (not reused)
 
     def install(self, names: Iterable[str] | str = "all") -> None:
         """Install/cache without starting (CI provisioning)."""
@@ -124,15 +125,16 @@ class Harness:
                     svc.save_log()  # the temp dir goes, the whole log stays for CI
                     svc.close()
                     raise
+                self.started.add(name)
             self.services[name] = svc
             return svc
 
         return _parallel(_names(names), start)
 
     def down(self, names: Iterable[str] | str | None = None) -> None:
-        """Stop services started by this Harness, or the named ones in the state file."""
+        """Stop the services this Harness started (reused ones stay up), or the named ones."""
         if names is None:
-            targets = list(self.services.values())
+            targets = [svc for name, svc in self.services.items() if name in self.started]
         else:
             targets = []
             for name in _names(names):
@@ -146,3 +148,4 @@ class Harness:
         )
         for svc in targets:
             self.services.pop(svc.name, None)
+            self.started.discard(svc.name)
