@@ -36,9 +36,12 @@ class SqlTask(RetryingTask):
 
     def ops(self, database: SqlDatabase, retrier: Retrier | None = None) -> Database:
         """The operations over ``database``'s engine, retrying under this call's policy."""
-        return Database(
-            database.engine(), database.describe(), database.system, retrier or self.retrier
-        )
+        engine = database.engine()
+        where, system = database.describe(), database.system
+        if system == "MySQL" and getattr(engine.dialect, "is_mariadb", False):
+            # A mysql:// URL may point at MariaDB; the dialect knows once it has connected.
+            where, system = where.replace("MySQL", "MariaDB", 1), "MariaDB"
+        return Database(engine, where, system, retrier or self.retrier)
 
 
 class Execute(SqlTask):
