@@ -226,7 +226,9 @@ def test_permanent_error_one_attempt_and_clean_message(db: SqlDatabase, make_tab
     assert rec.seen == []  # exactly one attempt
     message = str(info.value)
     # (redact: the harness's password equals its database name, which is then masked too)
-    assert redact(db.describe()) in message and db.system in message
+    # (a mysql:// URL is named MariaDB once the dialect has seen the server)
+    assert redact(db.describe()).split(" database ", 1)[1] in message
+    assert db.system in message or "MariaDB database" in message
     assert f"INSERT INTO {t} (id, name)" in message
     assert "VALUES" not in message  # first line of the statement only
     assert value not in message and "[parameters" not in message
