@@ -14,6 +14,7 @@ import contextlib
 import json
 import time
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -427,27 +428,57 @@ class NotAcknowledged(Exception):
     """No acknowledgement and no error came back for a message within the delivery timeout."""
 
 
-def _flush(producer: KafkaProducer, offsets: Any, failures: dict[int, BaseException]) -> None:
-    """Wait until every sent message is acknowledged or failed.
+class _Outcomes:
+    """Per-message outcomes, read off the producer's futures in send order.
 
-    ``flush()`` alone is not enough: kafka-python 3.0 may raise ``UnknownError('Future not
-    done')`` from it while a batch the broker refused as too large is being split and re-sent.
-    So flush until no message is left without an outcome, bounded by the delivery timeout.
+    Futures are kept only until they are done (a window about the size of the producer's
+    buffer), then reduced to a partition and an offset in two arrays: 12 bytes a message
+    instead of a future object. Reading them in the sending thread costs less than a
+    callback per message on kafka-python's I/O thread.
     """
-    timeout = float(getattr(producer, "config", {}).get("delivery_timeout_ms", 120_000)) / 1000
-    deadline = time.monotonic() + timeout + 30
-    while True:
-        # the outcome of every message is read from its callback below, not from flush()
-        with contextlib.suppress(kerr.KafkaError):
-            producer.flush()
-        if offsets.count(-1) <= len(failures):
-            return
-        if time.monotonic() > deadline:
-            for i, offset in enumerate(offsets):
-                if offset == -1 and i not in failures:
-                    failures[i] = NotAcknowledged(f"no acknowledgement after {timeout:.0f}s")
-            return
-        time.sleep(0.05)
+
+    __slots__ = ("failures", "offsets", "partitions", "pending")
+
+    def __init__(self, result: ProduceResult):
+        self.partitions = result.partitions
+        self.offsets = result.offsets
+        self.failures: dict[int, BaseException] = {}
+        self.pending: deque[tuple[int, Any]] = deque()
+
+    def drain(self) -> None:
+        pending, partitions, offsets = self.pending, self.partitions, self.offsets
+        while pending and pending[0][1].is_done:
+            i, future = pending.popleft()
+            if future.exception is None:
+                md = future.value
+                partitions[i] = md.partition
+                offsets[i] = md.offset
+            else:
+                self.failures[i] = future.exception
+
+    def flush(self, producer: KafkaProducer) -> None:
+        """Wait until every sent message is acknowledged or failed.
+
+        ``flush()`` alone is not enough: kafka-python 3.0 may raise ``UnknownError('Future
+        not done')`` from it while a batch the broker refused as too large is being split and
+        re-sent. So flush until no message is left without an outcome, bounded by the
+        delivery timeout.
+        """
+        config = getattr(producer, "config", {})
+        timeout = float(config.get("delivery_timeout_ms", 120_000)) / 1000
+        deadline = time.monotonic() + timeout + 30
+        while True:
+            with contextlib.suppress(kerr.KafkaError):
+                producer.flush()
+            self.drain()
+            if not self.pending:
+                return
+            if time.monotonic() > deadline:
+                for i, _ in self.pending:
+                    self.failures[i] = NotAcknowledged(f"no acknowledgement after {timeout:.0f}s")
+                self.pending.clear()
+                return
+            time.sleep(0.05)
 
 
 def produce(
@@ -459,7 +490,7 @@ def produce(
     key_serializer: SerializerSpec = "bytes",
     value_serializer: SerializerSpec = "bytes",
     progress: Callable[[int], None] | None = None,
-    progress_every: int = 10_000,
+    progress_every: int = 8192,
 ) -> ProduceResult:
     """Send every message and wait for every acknowledgement.
 
@@ -469,24 +500,18 @@ def produce(
     """
     kser, vser = serializer(key_serializer), serializer(value_serializer)
     result = ProduceResult(topic)
-    partitions, offsets = result.partitions, result.offsets
-    failures: dict[int, BaseException] = {}
-
-    def delivered(i: int, md: Any) -> None:
-        partitions[i] = md.partition
-        offsets[i] = md.offset
-
-    def failed(i: int, exc: BaseException) -> None:
-        failures[i] = exc
-
+    outcomes = _Outcomes(result)
+    failures = outcomes.failures
+    add_partition, add_offset = result.partitions.append, result.offsets.append
+    keep = outcomes.pending.append
     send = producer.send
     nbytes = 0
     first_unsent: int | None = None
     i = -1
     started = time.perf_counter()
     for i, item in enumerate(messages):
-        partitions.append(-1)
-        offsets.append(-1)
+        add_partition(-1)
+        add_offset(-1)
         if type(item) is Record:
             value, key, headers = item.value, item.key, _headers(item.headers)
             part, ts = item.partition, _timestamp_ms(item.timestamp)
@@ -510,13 +535,14 @@ def produce(
             failures[i] = exc
             first_unsent = i + 1
             break
-        future.add_callback(delivered, i)
-        future.add_errback(failed, i)
+        keep((i, future))
         if v is not None:
             nbytes += len(v)
-        if progress is not None and i % progress_every == 0 and i:
-            progress(progress_every)
-    _flush(producer, offsets, failures)
+        if not i % progress_every and i:
+            outcomes.drain()
+            if progress is not None:
+                progress(progress_every)
+    outcomes.flush(producer)
     result.bytes = nbytes
     result.seconds = time.perf_counter() - started
     if progress is not None and i >= 0:
@@ -620,6 +646,7 @@ class Reader:
     def _convert(self, records: list[Any], out: list[Message]) -> int:
         kd, vd = self.kd, self.vd
         nbytes = 0
+        new, append = tuple.__new__, out.append  # Message(...) without its Python __new__
         for r in records:
             key, value = r.key, r.value
             try:
@@ -635,15 +662,19 @@ class Reader:
                     system=SYSTEM,
                     target=r.topic,
                 ) from exc
-            out.append(
-                Message(
-                    r.topic,
-                    r.partition,
-                    r.offset,
-                    key,
-                    value,
-                    tuple(r.headers) if r.headers else (),
-                    r.timestamp,
+            headers = r.headers
+            append(
+                new(
+                    Message,
+                    (
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        key,
+                        value,
+                        tuple(headers) if headers else (),
+                        r.timestamp,
+                    ),
                 )
             )
             nbytes += r.serialized_value_size if r.serialized_value_size > 0 else 0
