@@ -158,8 +158,12 @@ def test_copy_move_and_cross_bucket(bucket: S3Bucket, s3_server: Any, raw_client
     raw_client.delete_bucket(Bucket=other_name)
 
 
-def test_multipart_copy_above_threshold(bucket: S3Bucket, raw_client: Any) -> None:
+@pytest.mark.parametrize("algorithm", [None, "SHA256"])
+def test_multipart_copy_above_threshold(
+    bucket: S3Bucket, raw_client: Any, algorithm: str | None
+) -> None:
     """The >5 GiB path, exercised at 20 MiB by lowering the threshold (same code path)."""
+    bucket = bucket.model_copy(update={"checksum_algorithm": algorithm})
     data = pattern(20 * MiB + 11, 3)
     store = S3Store(bucket)
     store.put_bytes(data, "mc/src")

@@ -6,6 +6,7 @@ import hashlib
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -48,7 +49,8 @@ class Body:
 class FakeS3:
     """Objects in a dict; ``faults[op]`` is a list of exceptions raised by the next calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, checksums: str = "when_supported") -> None:
+        self.meta = SimpleNamespace(config=SimpleNamespace(request_checksum_calculation=checksums))
         self.objects: dict[str, bytes] = {}
         self.uploads: dict[str, dict[int, bytes]] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []

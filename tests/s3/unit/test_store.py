@@ -294,3 +294,13 @@ def test_stream_uploads_buffer_at_most_stream_concurrency_parts() -> None:
     s.put_stream((b"s" * 512 for _ in range(40)), "k")
     assert fake.max_in_flight <= 2
     assert len(fake.objects["k"]) == 40 * 512
+
+
+def test_checksum_algorithm_declared_like_boto3_unless_only_when_required() -> None:
+    fake = FakeS3()
+    store(fake).put_bytes(b"c" * 3000, "k")
+    assert fake.ops("CreateMultipartUpload")[0]["ChecksumAlgorithm"] == "CRC32"
+    assert all(p["ChecksumAlgorithm"] == "CRC32" for p in fake.ops("UploadPart"))
+    plain = FakeS3(checksums="when_required")
+    store(plain).put_bytes(b"c" * 3000, "k")
+    assert "ChecksumAlgorithm" not in plain.ops("CreateMultipartUpload")[0]

@@ -219,7 +219,11 @@ class S3Bucket(LazyClients, Block):
         ),
     )
     checksum_algorithm: Literal["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"] | None = Field(
-        default=None, description="Checksum S3 verifies on upload (None: botocore's default)."
+        default=None,
+        description=(
+            "Checksum S3 verifies on every upload and part (None: CRC32, like boto3's transfer "
+            "manager, unless AWS_REQUEST_CHECKSUM_CALCULATION=when_required)."
+        ),
     )
     server_side_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse"] | None = Field(
         default=None, description="Server-side encryption of written objects."
