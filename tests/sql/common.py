@@ -157,7 +157,7 @@ def test_bulk_insert_unknown_table_or_column_inserts_nothing(
         bulk_insert.fn(db, "no_such_table", sample_rows(3), retry_policy=FAST)
     with pytest.raises(InvalidInput, match="no column 'nope'"):
         bulk_insert.fn(db, t, [{"id": 1, "nope": 2}], retry_policy=FAST)
-    with pytest.raises(InvalidInput, match="row 1 has no value"):
+    with pytest.raises(InvalidInput, match="row 2 has no value"):
         bulk_insert.fn(db, t, [{"id": 1, "name": "a"}, {"id": 2}], retry_policy=FAST)
     assert count(db, t) == 0
 

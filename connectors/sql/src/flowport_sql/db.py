@@ -45,6 +45,17 @@ TxStatement = Statement | tuple[Statement, Mapping[str, Any] | Sequence[Mapping[
 COMMIT_STATUS_WAIT = 10.0
 
 
+#: PostgreSQL types whose binary COPY format psycopg 3 writes from the usual Python values:
+#: bool, bytea, int8, int2, int4, text, float4, float8, varchar, date, time, timestamp,
+#: timestamptz, numeric, uuid.
+BINARY_COPY_OIDS = {16, 17, 20, 21, 23, 25, 700, 701, 1043, 1082, 1083, 1114, 1184, 1700,
+                    2950}
+
+
+class _BinaryUnfit(InvalidInput):
+    """A value the binary COPY dumper of its column cannot write (then text COPY is used)."""
+
+
 def _direct(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return fn(*args, **kwargs)
 
@@ -86,6 +97,8 @@ class Database:
         self.system = system
         self.retry = retry
         self.dialect = engine.dialect.name
+        #: The COPY format the last PostgreSQL bulk load ended with ("binary" or "text").
+        self.copy_format: str | None = None
         #: Whether a unit whose COMMIT lost its connection can ask the server how it ended.
         self.tracks_commits = self.dialect == "postgresql"
 
@@ -118,11 +131,12 @@ class Database:
 
     def unit(
         self,
-        work: Callable[[Connection], T],
+        work: Callable[..., T],
         statement: Any = None,
         params: Any = None,
         *,
         idempotent: bool = False,
+        **work_kwargs: Any,
     ) -> T:
         """Run ``work(conn)`` in one transaction, committed at the end; retried whole on
         transient errors, exactly once even when a COMMIT loses its connection (see the
@@ -139,7 +153,7 @@ class Database:
                 with self.engine.connect() as conn:
                     try:
                         xid = self._xid(conn) if track else None
-                        result = work(conn)
+                        result = work(conn, **work_kwargs)
                         if track:
                             pending.update(xid=xid, result=result)
                         committing = True
@@ -366,17 +380,35 @@ class Database:
         names = list(names)
         getter = itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
 
-        def as_tuple(row: Row, number: int) -> tuple[Any, ...]:
-            if isinstance(row, Mapping):
+        width = len(names)
+
+        def convert(chunk: list[Any], number: int) -> list[tuple[Any, ...]]:
+            # Fast paths first (a whole batch of right-sized tuples, or of mappings); the
+            # slow loop only runs to name the offending row.
+            if all(type(row) is tuple and len(row) == width for row in chunk):
+                return chunk
+            if all(isinstance(row, Mapping) for row in chunk):
                 try:
-                    return getter(row)  # type: ignore[no-any-return]
-                except KeyError as exc:
-                    raise InvalidInput(f"SQL: row {number} has no value for column {exc}") from None
-            if len(row) != len(names):
-                raise InvalidInput(
-                    f"SQL: row {number} has {len(row)} values for {len(names)} columns"
-                )
-            return tuple(row)
+                    return [getter(row) for row in chunk]
+                except KeyError:
+                    pass
+            batch = []
+            for offset, row in enumerate(chunk):
+                where = number + offset + 1
+                if isinstance(row, Mapping):
+                    try:
+                        batch.append(getter(row))
+                    except KeyError as exc:
+                        raise InvalidInput(
+                            f"SQL: row {where} has no value for column {exc}"
+                        ) from None
+                elif isinstance(row, str | bytes) or not isinstance(row, Sequence):
+                    raise InvalidInput(f"SQL: row {where} is neither a mapping nor a sequence")
+                elif len(row) != width:
+                    raise InvalidInput(f"SQL: row {where} has {len(row)} values for {width} columns")
+                else:
+                    batch.append(tuple(row))
+            return batch
 
         def gen() -> Iterator[list[tuple[Any, ...]]]:
             number = 0
@@ -385,11 +417,8 @@ class Database:
                 chunk = list(islice(chained, batch_size))
                 if not chunk:
                     return
-                batch = []
-                for row in chunk:
-                    batch.append(as_tuple(row, number))
-                    number += 1
-                yield batch
+                yield convert(chunk, number)
+                number += len(chunk)
 
         return names, gen()
 
@@ -414,36 +443,83 @@ class Database:
             return 0
         target = self.reflect(table, schema)
         cols = self.columns(target, names)
-        copy = self.dialect == "postgresql" and self.engine.dialect.driver == "psycopg"
-        if copy:
-            prep = self.engine.dialect.identifier_preparer
-            sql = (
-                f"COPY {prep.format_table(target)} "
-                f"({', '.join(prep.format_column(c) for c in cols)}) FROM STDIN"
-            )
-        else:
-            stmt = insert(target)
-            keys = [c.key for c in cols]
+        if self.dialect == "postgresql" and self.engine.dialect.driver == "psycopg":
+            return self._copy_batches(target, cols, batches, on_batch)
+        stmt = insert(target)
+        keys = [c.key for c in cols]
         total = 0
         for batch in batches:
-            if copy:
+            params = [dict(zip(keys, row)) for row in batch]
 
-                def work(conn: Connection, batch: list[tuple[Any, ...]] = batch) -> int:
-                    with _driver_connection(conn).cursor() as cur, cur.copy(sql) as cp:
-                        write = cp.write_row
-                        for row in batch:
-                            write(row)
+            def work(conn: Connection, params: list[dict[str, Any]] = params) -> int:
+                conn.execute(stmt, params)
+                return len(params)
+
+            total += self.unit(work, f"INSERT INTO {target.fullname}")
+            if on_batch is not None:
+                on_batch(len(batch))
+        return total
+
+    def _copy_batches(
+        self,
+        target: Table,
+        cols: list[Column[Any]],
+        batches: Iterator[list[tuple[Any, ...]]],
+        on_batch: Callable[[int], None] | None,
+    ) -> int:
+        """PostgreSQL: each batch one ``COPY ... FROM STDIN`` transaction. When every column
+        has a type psycopg dumps natively, the binary format is used (the server parses no
+        text: several times faster for numbers and timestamps); a batch whose values do not
+        fit the binary dumpers (strings for a timestamp column, say) falls back to text COPY
+        for the rest of the load."""
+        prep = self.engine.dialect.identifier_preparer
+        table_sql = prep.format_table(target)
+        sql = f"COPY {table_sql} ({', '.join(prep.format_column(c) for c in cols)}) FROM STDIN"
+
+        def type_oids(conn: Connection) -> dict[str, int]:
+            found = conn.execute(
+                text(
+                    "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = "
+                    "CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped"
+                ),
+                {"t": table_sql},
+            )
+            return {name: oid for name, oid in found}
+
+        oids = self.read(type_oids, f"column types of {target.fullname}")
+        types = [oids.get(c.name) for c in cols]
+        binary = all(oid in BINARY_COPY_OIDS for oid in types)
+
+        def work(conn: Connection, batch: list[tuple[Any, ...]], binary: bool) -> int:
+            statement = f"{sql} (FORMAT BINARY)" if binary else sql
+            with _driver_connection(conn).cursor() as cur, cur.copy(statement) as cp:
+                write = cp.write_row
+                if not binary:
+                    for row in batch:
+                        write(row)
                     return len(batch)
+                try:
+                    cp.set_types(types)
+                    for row in batch:
+                        write(row)
+                except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:
+                    raise _BinaryUnfit(str(exc)) from exc
+                except Exception as exc:
+                    if type(exc).__name__ in ("DataError", "ProgrammingError"):
+                        raise _BinaryUnfit(str(exc)) from exc
+                    raise
+            return len(batch)
 
-                total += self.unit(work, sql)
-            else:
-                params = [dict(zip(keys, row)) for row in batch]
-
-                def work(conn: Connection, params: list[dict[str, Any]] = params) -> int:
-                    conn.execute(stmt, params)
-                    return len(params)
-
-                total += self.unit(work, f"INSERT INTO {target.fullname}")
+        total = 0
+        for batch in batches:
+            if binary:
+                try:
+                    total += self.unit(work, sql, batch=batch, binary=True)
+                except _BinaryUnfit:
+                    binary = False  # rolled back; this batch and the rest go as text
+            if not binary:
+                total += self.unit(work, sql, batch=batch, binary=False)
+            self.copy_format = "binary" if binary else "text"
             if on_batch is not None:
                 on_batch(len(batch))
         return total

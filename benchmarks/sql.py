@@ -1,0 +1,257 @@
+"""Benchmark of flowport-sql against the harness's PostgreSQL.
+
+    python benchmarks/sql.py [--quick]      (from the repository root)
+
+Loads N rows of (int, text, float, timestamp) with
+  * raw psycopg 3 ``COPY ... FROM STDIN`` (one transaction, write_row): the baseline,
+ * the same in ``FORMAT BINARY`` with the column types set (what bulk_insert does per batch),
+  * flowport ``bulk_insert`` (COPY per batch, each batch its own retried transaction),
+  * prefect-sqlalchemy ``SqlAlchemyConnector.execute_many``,
+  * pandas ``DataFrame.to_sql(method="multi")``,
+then streams M rows with flowport ``stream_query`` (and a raw psycopg named cursor) in a
+subprocess each, reporting rows/s and peak RSS (VmHWM). Needs benchmarks/requirements-sql.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+COLUMNS = ["id", "name", "score", "ts"]
+DDL = "CREATE TABLE {t} (id BIGINT, name TEXT, score DOUBLE PRECISION, ts TIMESTAMP)"
+
+
+def make_rows(n: int) -> list[tuple[Any, ...]]:
+    t0 = dt.datetime(2024, 1, 1)
+    sec = dt.timedelta(seconds=1)
+    return [(i, f"name-{i:09d}", i * 0.5, t0 + i * sec) for i in range(n)]
+
+
+def reset_table(dsn: str, table: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(DDL.format(t=table))
+
+
+def count(dsn: str, table: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
+
+
+def timed(dsn: str, table: str, n: int, load: Callable[[], object]) -> float:
+    reset_table(dsn, table)
+    started = time.perf_counter()
+    load()
+    seconds = time.perf_counter() - started
+    got = count(dsn, table)
+    if got != n:
+        raise SystemExit(f"{table}: expected {n} rows, found {got}")
+    return seconds
+
+
+# -- the contenders ---------------------------------------------------------------------
+
+
+def raw_copy(dsn: str, table: str, rows: list[tuple[Any, ...]]) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY {table} (id, name, score, ts) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+
+
+def raw_copy_binary(dsn: str, table: str, rows: list[tuple[Any, ...]]) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY {table} (id, name, score, ts) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "text", "float8", "timestamp"])
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+
+
+def flowport_bulk_insert(url: str, table: str, rows: list[tuple[Any, ...]]) -> None:
+    from flowport_sql import SqlDatabase, bulk_insert
+
+    with SqlDatabase(url=url) as db:
+        bulk_insert.fn(db, table, rows, columns=COLUMNS, batch_size=50_000)
+
+
+def prefect_execute_many(url: str, table: str, dict_rows: list[dict[str, Any]]) -> None:
+    from prefect_sqlalchemy import SqlAlchemyConnector
+
+    with SqlAlchemyConnector(connection_info=url) as connector:
+        connector.execute_many(
+            f"INSERT INTO {table} (id, name, score, ts) VALUES (:id, :name, :score, :ts)",
+            seq_of_parameters=dict_rows,
+        )
+
+
+def pandas_to_sql(url: str, table: str, frame: Any) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    # 4 columns x 10,000 rows = 40,000 parameters per INSERT (PostgreSQL allows 65,535).
+    frame.to_sql(table, engine, if_exists="append", index=False, method="multi", chunksize=10_000)
+    engine.dispose()
+
+
+# -- streaming, each in its own process so VmHWM is its own ------------------------------
+
+STREAM_CHILD = r"""
+import json, sys, time, resource
+sys.path.insert(0, {root!r})
+mode, url, dsn, table, batch = sys.argv[1:6]
+batch = int(batch)
+
+def hwm_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+rows = 0
+if mode == "baseline":
+    from flowport_sql import SqlDatabase, fetch_one
+    db = SqlDatabase(url=url)
+    fetch_one.fn(db, "SELECT 1")
+    started = time.perf_counter()
+elif mode == "flowport":
+    from flowport_sql import SqlDatabase, fetch_one, stream_query
+    db = SqlDatabase(url=url)
+    fetch_one.fn(db, "SELECT 1")
+    started = time.perf_counter()
+    for part in stream_query.fn(db, f"SELECT id, name, score, ts FROM {{table}}",
+                                batch_size=batch, as_dicts=True):
+        rows += len(part)
+else:
+    import psycopg
+    conn = psycopg.connect(dsn)
+    started = time.perf_counter()
+    with conn.cursor(name="bench") as cur:
+        cur.itersize = batch
+        cur.execute(f"SELECT id, name, score, ts FROM {{table}}")
+        while part := cur.fetchmany(batch):
+            rows += len(part)
+seconds = time.perf_counter() - started
+print(json.dumps({{"rows": rows, "seconds": seconds, "hwm_mb": hwm_mb()}}))
+"""
+
+
+def stream_in_child(mode: str, url: str, dsn: str, table: str, batch: int) -> dict[str, Any]:
+    code = STREAM_CHILD.format(root=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", code, mode, url, dsn, table, str(batch)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (< 1 min)")
+    args = parser.parse_args()
+    n_load = 20_000 if args.quick else 1_000_000
+    n_stream = 200_000 if args.quick else 5_000_000
+
+    from tests.services import Harness, running
+
+    reused = running("postgres") is not None
+    harness = Harness()
+    pg = harness.up(["postgres"])["postgres"]
+    url, dsn = pg.sqlalchemy_url, pg.dsn  # type: ignore[attr-defined]
+    try:
+        # Import everything before timing anything (importing Prefect alone takes seconds).
+        import pandas as pd
+        import prefect_sqlalchemy  # noqa: F401
+        import psycopg  # noqa: F401
+        import sqlalchemy  # noqa: F401
+
+        import flowport_sql  # noqa: F401
+
+        rows = make_rows(n_load)
+        dict_rows = [dict(zip(COLUMNS, r)) for r in rows]
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        results: dict[str, float] = {}
+        contenders: list[tuple[str, Callable[[], object]]] = [
+            ("raw psycopg COPY", lambda: raw_copy(dsn, "bench_raw", rows)),
+            ("raw psycopg COPY (FORMAT BINARY)", lambda: raw_copy_binary(dsn, "bench_rawbin", rows)),
+            ("flowport bulk_insert", lambda: flowport_bulk_insert(url, "bench_flowport", rows)),
+            (
+                "prefect-sqlalchemy execute_many",
+                lambda: prefect_execute_many(url, "bench_prefect", dict_rows),
+            ),
+            ("pandas to_sql(method='multi')", lambda: pandas_to_sql(url, "bench_pandas", frame)),
+        ]
+        tables = ["bench_raw", "bench_rawbin", "bench_flowport", "bench_prefect", "bench_pandas"]
+        for (name, load), table in zip(contenders, tables):
+            results[name] = timed(dsn, table, n_load, load)
+            print(f"  {name}: {n_load / results[name]:,.0f} rows/s", file=sys.stderr)
+
+        raw = results["raw psycopg COPY"]
+        many = results["prefect-sqlalchemy execute_many"]
+        print(f"\nLoad {n_load:,} rows (int, text, float, timestamp) into PostgreSQL {pg.version}")
+        print(f"{'contender':34} {'seconds':>9} {'rows/s':>12} {'vs raw COPY':>12} {'vs execute_many':>16}")
+        for name, seconds in results.items():
+            print(
+                f"{name:34} {seconds:9.2f} {n_load / seconds:12,.0f} {raw / seconds:11.2f}x "
+                f"{many / seconds:15.2f}x"
+            )
+
+        # Streaming: a server-side table of n_stream rows, read by child processes.
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS bench_stream")
+            conn.execute(
+                "CREATE TABLE bench_stream AS SELECT g::bigint AS id, 'name-' || g AS name, "
+                "g * 0.5::float8 AS score, timestamp '2024-01-01' + g * interval '1 second' AS ts "
+                f"FROM generate_series(1, {n_stream}) AS g"
+            )
+        base = stream_in_child("baseline", url, dsn, "bench_stream", 10_000)
+        ours = stream_in_child("flowport", url, dsn, "bench_stream", 10_000)
+        theirs = stream_in_child("raw", url, dsn, "bench_stream", 10_000)
+        if ours["rows"] != n_stream or theirs["rows"] != n_stream:
+            raise SystemExit(f"stream rows: flowport {ours['rows']}, raw {theirs['rows']}")
+        print(f"\nStream {n_stream:,} rows in batches of 10,000 (each in its own process)")
+        print(f"{'reader':34} {'seconds':>9} {'rows/s':>12} {'vs raw':>8} {'peak RSS':>10}")
+        print(f"{'(process after imports + connect)':34} {'':>9} {'':>12} {'':>8} {base['hwm_mb']:8.0f}MB")
+        for name, res in (("flowport stream_query (dicts)", ours), ("raw psycopg named cursor", theirs)):
+            print(
+                f"{name:34} {res['seconds']:9.2f} {res['rows'] / res['seconds']:12,.0f} "
+                f"{theirs['seconds'] / res['seconds']:7.2f}x {res['hwm_mb']:8.0f}MB"
+            )
+        print(
+            f"\ntargets: bulk_insert >= 5x execute_many: {many / results['flowport bulk_insert']:.1f}x; "
+            f">= 0.8x raw COPY: {raw / results['flowport bulk_insert']:.2f}x; "
+            f"stream peak RSS < 200 MB: {ours['hwm_mb']:.0f} MB"
+        )
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for table in [*tables, "bench_stream"]:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+    finally:
+        if not reused:  # never stop a server someone else started
+            harness.down()
+
+
+if __name__ == "__main__":
+    main()
