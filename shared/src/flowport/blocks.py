@@ -38,13 +38,28 @@ class LazyClients(BaseModel):
             clients, self._clients = list(self._clients.values()), {}
         return clients
 
+    def _fresh_clients(self) -> Any:
+        # A copy (``model_copy(update=...)`` may change the endpoint or a secret) never
+        # shares its original's clients.
+        self._clients, self._clients_pid, self._clients_lock = {}, 0, threading.Lock()
+        return self
+
+    def __copy__(self) -> Any:
+        return super().__copy__()._fresh_clients()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
+        memo = {} if memo is None else memo
+        memo[id(self._clients)] = {}  # clients are not deep-copied (most cannot be)
+        memo[id(self._clients_lock)] = None
+        return super().__deepcopy__(memo)._fresh_clients()
+
     def __getstate__(self) -> dict[Any, Any]:
-        state: dict[Any, Any] = super().__getstate__()  # type: ignore[assignment]
+        state: dict[Any, Any] = super().__getstate__()
         private = dict(state.get("__pydantic_private__") or {})
         private.update(_clients={}, _clients_pid=0, _clients_lock=None)
         state["__pydantic_private__"] = private
         return state
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
-        super().__setstate__(state)  # type: ignore[misc]
+        super().__setstate__(state)
         self._clients_lock = threading.Lock()

@@ -49,3 +49,12 @@ def test_secret_hidden_in_repr_and_dump() -> None:
     assert "pw-0123456789" not in repr(block)
     assert "pw-0123456789" not in str(block.model_dump())
     assert "pw-0123456789" not in block.model_dump_json()
+
+
+def test_copies_never_share_clients() -> None:
+    block = DemoBlock(endpoint="http://127.0.0.1:1", password=SecretStr("pw-0123456789"))
+    first = block.client()
+    moved = block.model_copy(update={"endpoint": "http://127.0.0.1:2"})
+    assert moved.client() is not first
+    assert block.client() is first
+    assert block.model_copy(deep=True).client() is not first
