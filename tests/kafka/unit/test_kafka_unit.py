@@ -96,6 +96,17 @@ def test_block_pickles_without_its_clients() -> None:
         assert made == "fresh"
 
 
+def test_replace_makes_an_independent_block() -> None:
+    block = KafkaConnection(bootstrap_servers="a:1", sasl_password=SecretStr("pw-1234"))
+    block._client("admin", lambda: "cached")
+    quick = block.replace(request_timeout=5)
+    assert quick.request_timeout == 5 and quick.bootstrap_servers == "a:1"
+    assert quick.sasl_password is not None
+    assert quick.sasl_password.get_secret_value() == "pw-1234"
+    assert quick._client("admin", lambda: "own") == "own"
+    assert block._client("admin", lambda: "other") == "cached"
+
+
 def test_tasks_pickle() -> None:
     for task in (produce, consume, commit):
         clone = cloudpickle.loads(cloudpickle.dumps(task))

@@ -173,6 +173,14 @@ class KafkaConnection(LazyClients, Block):
         """A fresh consumer (not cached): the caller owns it and closes it."""
         return KafkaConsumer(**self.client_config("consumer", group_id=group_id, **overrides))
 
+    def replace(self, **changes: Any) -> KafkaConnection:
+        """A new block with ``changes`` applied and no clients of its own yet.
+
+        (``model_copy`` would share this block's client cache.)
+        """
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**fields, **changes})
+
     def reset_client(self, name: str) -> None:
         """Close and forget one cached client (after a fatal producer error, say)."""
         with self._clients_lock:

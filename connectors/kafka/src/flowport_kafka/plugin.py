@@ -12,11 +12,9 @@ CHECK_TIMEOUT = 10.0
 
 def check(block: KafkaConnection) -> str:
     """Side-effect-free connectivity check: list the topics, with a short timeout."""
-    quick = block.model_copy(
-        update={
-            "bootstrap_timeout": min(block.bootstrap_timeout, CHECK_TIMEOUT),
-            "request_timeout": min(block.request_timeout, CHECK_TIMEOUT),
-        }
+    quick = block.replace(
+        bootstrap_timeout=min(block.bootstrap_timeout, CHECK_TIMEOUT),
+        request_timeout=min(block.request_timeout, CHECK_TIMEOUT),
     )
     try:
         topics = tasks.list_topics.fn(

@@ -579,6 +579,7 @@ class Reader:
         self.kd = deserializer(key_deserializer)
         self.vd = deserializer(value_deserializer)
         self.ends: dict[TopicPartition, int] = {}
+        self.next_offsets: dict[TopicPartition, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -635,13 +636,28 @@ class Reader:
 
     # -- reading ------------------------------------------------------------------------
 
-    def at_end(self) -> bool:
-        """True when every assigned partition was read up to the snapshot of its end."""
+    def at_end(self, exact: bool = True) -> bool:
+        """True when every assigned partition was read up to the snapshot of its end.
+
+        A partition whose last message this reader saw is at (or past) its end needs no
+        broker call; otherwise ``position()`` decides, which costs a round trip to the
+        client's I/O thread, so while messages keep coming (``exact=False``) the offsets seen
+        are trusted to say "not yet".
+        """
         assigned = self.consumer.assignment()
         if not assigned:
             return True
         self._snapshot_ends()
-        return all(self.consumer.position(tp) >= self.ends[tp] for tp in assigned)
+        ends, seen = self.ends, self.next_offsets
+        for tp in assigned:
+            pos = seen.get(tp)
+            if pos is not None and pos >= ends[tp]:
+                continue
+            if pos is not None and not exact:
+                return False
+            if self.consumer.position(tp) < ends[tp]:
+                return False
+        return True
 
     def _convert(self, records: list[Any], out: list[Message]) -> int:
         kd, vd = self.kd, self.vd
@@ -689,13 +705,14 @@ class Reader:
         polled: dict[TopicPartition, list[Any]] = pending
         deadline = time.monotonic() + max_wait
         consumer = self.consumer
+        seen = self.next_offsets
         while True:
             for tp, recs in polled.items():
                 if recs:
                     nbytes += self._convert(recs, messages)
-                    offsets[(tp.topic, tp.partition)] = recs[-1].offset + 1
+                    offsets[(tp.topic, tp.partition)] = seen[tp] = recs[-1].offset + 1
             left = max_messages - len(messages)
-            if left <= 0 or (stop_at_end and self.at_end()):
+            if left <= 0 or (stop_at_end and self.at_end(exact=not polled)):
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
