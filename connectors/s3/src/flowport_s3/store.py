@@ -28,15 +28,14 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, TypeVar
 
 from flowport.errors import FlowportError, InvalidInput, NotFound
-from flowport.keys import join_key, local_path, validate_key, validate_prefix
+from flowport.parallel import bounded_map
 from flowport.retry import Retrier, RetryPolicy
 from flowport.store import CHUNK_SIZE, BaseStore, DeleteResult, ObjectInfo, Source
+from flowport.sync import SyncResult, newer, sync_directory
 from flowport_s3 import errors
 from flowport_s3.blocks import GiB, MiB, S3Bucket
 
@@ -45,6 +44,7 @@ R = TypeVar("R")
 ProgressFn = Callable[[int], Any]
 
 _log = logging.getLogger("flowport.s3")
+_THREADS = "flowport-s3"  # thread name prefix of parallel units
 
 #: The in-task retry policy of S3 units: patient enough to ride out a throttling burst or a
 #: restarting endpoint (waits grow 0.5 s, 1 s, 2 s, ... capped at 20 s, with full jitter).
@@ -109,61 +109,6 @@ def parts_of(source: Source, size: int) -> Iterator[bytes]:
             yield part
     else:
         yield from rechunk((bytes(c) for c in source if c), size)
-
-
-def bounded_map(
-    items: Iterable[T], fn: Callable[[T], R], concurrency: int, name: str = "flowport-s3"
-) -> list[R]:
-    """``[fn(i) for i in items]`` on ``concurrency`` threads, pulling the next item only when a
-    thread is free (so at most ``concurrency`` items are alive). The first failure stops new
-    work, waits for what is in flight, and is raised."""
-    if concurrency <= 1:
-        return [fn(item) for item in items]
-    slots = threading.Semaphore(concurrency)
-    failed = threading.Event()
-    futures: list[Future[R]] = []
-
-    def release(fut: Future[R]) -> None:
-        if fut.exception() is not None:
-            failed.set()
-        slots.release()
-
-    with ThreadPoolExecutor(concurrency, thread_name_prefix=name) as pool:
-        iterator = iter(items)
-        while True:
-            slots.acquire()
-            if failed.is_set():
-                slots.release()
-                break
-            try:
-                item = next(iterator)
-            except StopIteration:
-                slots.release()
-                break
-            except BaseException:
-                failed.set()
-                raise  # the pool's exit still waits for the parts in flight
-            fut = pool.submit(fn, item)
-            del item  # the pool holds it only while it runs: memory stays bounded
-            fut.add_done_callback(release)
-            futures.append(fut)
-    for fut in futures:  # raise the first failure, in submission order
-        exc = fut.exception()
-        if exc is not None:
-            raise exc
-    return [fut.result() for fut in futures]
-
-
-@dataclass
-class SyncResult:
-    """What ``sync`` did (or, with ``dry_run``, would do)."""
-
-    direction: str
-    transferred: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    bytes: int = 0
-    dry_run: bool = False
 
 
 class S3Store(BaseStore):
@@ -417,7 +362,7 @@ class S3Store(BaseStore):
             return done
 
         try:
-            done = bounded_map(enumerate(parts, 1), upload, concurrency)
+            done = bounded_map(enumerate(parts, 1), upload, concurrency, _THREADS)
             resp = self._complete(key, upload_id, done, if_not_exists)
         except BaseException as exc:
             self._abort(key, upload_id, exc)
@@ -516,6 +461,7 @@ class S3Store(BaseStore):
                     ranges,
                     lambda r: self._fetch_range(full, info.etag, r, fd, progress),
                     self.concurrency,
+                    _THREADS,
                 )
             os.close(fd)
             fd = -1
@@ -727,7 +673,9 @@ class S3Store(BaseStore):
             return {"PartNumber": number, "ETag": resp["ETag"]}
 
         try:
-            parts = bounded_map(enumerate(range(0, size, step), 1), copy_part, self.concurrency)
+            parts = bounded_map(
+                enumerate(range(0, size, step), 1), copy_part, self.concurrency, _THREADS
+            )
             resp = self._complete(dst, upload_id, parts, False)
         except BaseException as exc:
             self._abort(dst, upload_id, exc)
@@ -794,104 +742,32 @@ class S3Store(BaseStore):
             raise InvalidInput(
                 f"sync compare must be 'size_mtime' or 'etag', not {compare!r}", system=self.system
             )
-        validate_prefix(prefix, system=self.system)
-        root = Path(local_dir).resolve()
-        base = prefix.strip("/")
-        remote = {
-            (info.key[len(base) + 1 :] if base else info.key): info
-            for info in self.list(f"{base}/" if base else "")
-        }
-        result = SyncResult(direction, dry_run=dry_run)
         parts_each = max(1, self.concurrency // max(1, concurrency))
         worker = self.with_options(concurrency=parts_each)
 
-        if direction == "upload":
-            if not root.is_dir():
-                raise NotFound(
-                    f"local directory {root} not found", system="local", target=str(root)
-                )
-            local = _local_files(root)
-            for rel in local:
-                validate_key(join_key(base, rel), system=self.system)
-            todo = [
-                rel
-                for rel, path in local.items()
-                if self._differs(path, remote.get(rel), compare, upload=True)
-            ]
-            extraneous = sorted(set(remote) - set(local)) if delete else []
+        def differs(path: Path, info: ObjectInfo | None, upload: bool) -> bool:
+            if info is None or not path.is_file():
+                return True
+            if path.stat().st_size != info.size:
+                return True
+            if compare == "etag":
+                return info.etag is None or local_etag(path, info.etag, self.part_size) != info.etag
+            # S3 keeps whole seconds: allow one second either way before calling one side newer.
+            return newer(path, info, upload)
 
-            def transfer(rel: str) -> int:
-                return worker.put_file(local[rel], join_key(base, rel), progress=progress).size
-
-            def remove() -> None:
-                res = self.delete_many(join_key(base, rel) for rel in extraneous)
-                if res.errors:
-                    raise InvalidInput(
-                        f"S3 sync could not delete {len(res.errors)} object(s): "
-                        f"{dict(list(res.errors.items())[:5])}",
-                        system=self.system,
-                    )
-        else:
-            targets = {rel: local_path(root, rel, system=self.system) for rel in remote}
-            local = _local_files(root) if root.is_dir() else {}
-            todo = [
-                rel
-                for rel, info in remote.items()
-                if self._differs(targets[rel], info, compare, upload=False)
-            ]
-            extraneous = sorted(set(local) - set(remote)) if delete else []
-
-            def transfer(rel: str) -> int:
-                info = worker.get_file(join_key(base, rel), targets[rel], progress=progress)
-                if info.last_modified is not None:  # equal mtimes: the next sync skips it
-                    stamp = info.last_modified.timestamp()
-                    os.utime(targets[rel], (stamp, stamp))
-                return info.size
-
-            def remove() -> None:
-                for rel in extraneous:
-                    local_path(root, rel, system="local").unlink(missing_ok=True)
-
-        result.transferred = sorted(todo)
-        result.skipped = sorted(set(local if direction == "upload" else remote) - set(todo))
-        result.deleted = extraneous
-        if dry_run:
-            sizes = {
-                rel: (local[rel].stat().st_size if direction == "upload" else remote[rel].size)
-                for rel in todo
-            }
-            result.bytes = sum(sizes.values())
-            return result
-        result.bytes = sum(bounded_map(sorted(todo), transfer, concurrency))
-        if extraneous:
-            remove()
-        return result
-
-    def _differs(self, path: Path, info: ObjectInfo | None, compare: str, *, upload: bool) -> bool:
-        if info is None or not path.is_file():
-            return True
-        st = path.stat()
-        if st.st_size != info.size:
-            return True
-        if compare == "etag":
-            return info.etag is None or local_etag(path, info.etag, self.part_size) != info.etag
-        if info.last_modified is None:
-            return True
-        remote_time = info.last_modified.timestamp()
-        # S3 keeps whole seconds: allow one second either way before calling one side newer.
-        return st.st_mtime > remote_time + 1 if upload else remote_time > st.st_mtime + 1
-
-
-def _local_files(root: Path) -> dict[str, Path]:
-    """Regular files under ``root`` by their posix path relative to it (symlinks not followed)."""
-    files: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.is_file() and not path.is_symlink():
-                files[path.relative_to(root).as_posix()] = path
-    return files
+        return sync_directory(
+            self,
+            local_dir,
+            prefix,
+            direction=direction,
+            delete=delete,
+            dry_run=dry_run,
+            concurrency=concurrency,
+            differs=differs,
+            put=lambda path, key: worker.put_file(path, key, progress=progress),
+            get=lambda key, path: worker.get_file(key, path, progress=progress),
+            thread_name=_THREADS,
+        )
 
 
 def local_etag(path: Path, remote_etag: str, part_size: int) -> str:
