@@ -18,8 +18,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -28,9 +27,11 @@ from urllib.parse import quote
 import google_crc32c as _google_crc32c
 
 from flowport.errors import ConfigError, FlowportError, InvalidInput, NotFound, PermanentError
-from flowport.keys import join_key, local_path, validate_key, validate_prefix
+from flowport.keys import join_key, validate_key
+from flowport.parallel import bounded_map
 from flowport.retry import Retrier, RetryPolicy
 from flowport.store import CHUNK_SIZE, BaseStore, DeleteResult, ObjectInfo, Source, iter_chunks
+from flowport.sync import SyncResult, newer, sync_directory
 from flowport_gcs import errors
 from flowport_gcs.blocks import GcsBucket
 
@@ -602,10 +603,12 @@ class GcsStore(BaseStore):
             return getattr(self._tls, "stats", None) or UploadStats(temp_keys[i])
 
         try:
-            with ThreadPoolExecutor(self.block.concurrency, "flowport-gcs-part") as pool:
-                for part in pool.map(upload_part, range(len(ranges))):
-                    stats.bytes_sent += part.bytes_sent
-                    stats.resumed += part.resumed
+            indexes = range(len(ranges))
+            for part in bounded_map(
+                indexes, upload_part, self.block.concurrency, "flowport-gcs-part"
+            ):
+                stats.bytes_sent += part.bytes_sent
+                stats.resumed += part.resumed
             info = self._compose(temp_keys, full_key, pre, content_type)
         finally:
             for key in temp_keys:
@@ -803,12 +806,11 @@ class GcsStore(BaseStore):
             except Exception as exc:  # reported per key, the rest go on
                 return key, f"{type(exc).__name__}: {exc}"
 
-        with ThreadPoolExecutor(self.block.concurrency, "flowport-gcs-delete") as pool:
-            for key, error in pool.map(one, todo):
-                if error is None:
-                    result.deleted.append(key)
-                else:
-                    result.errors[key] = error
+        for key, error in bounded_map(todo, one, self.block.concurrency, "flowport-gcs-delete"):
+            if error is None:
+                result.deleted.append(key)
+            else:
+                result.errors[key] = error
         return result
 
     def copy(
@@ -939,113 +941,43 @@ class GcsStore(BaseStore):
                 f"sync compare must be 'size_mtime', 'crc32c' or 'etag', not {compare!r}",
                 system=self.system,
             )
-        validate_prefix(prefix, system=self.system)
-        root = Path(local_dir).resolve()
         base = prefix.strip("/")
-        full_base = join_key(self.prefix, base) if self.prefix else base
-        list_prefix = f"{full_base}/" if full_base else ""
-        remote: dict[str, dict[str, Any]] = {}
-        for item in self._list_raw(list_prefix, True):
-            rel = item["name"][len(list_prefix) :]
-            if rel and not rel.endswith("/"):  # "folder" placeholders are not files
-                remote[rel] = item
-        result = SyncResult(direction=direction, dry_run=dry_run)
-        by_content = compare != "size_mtime"
+        crc32c: dict[str, str | None] = {}
 
-        if direction == "upload":
-            if not root.is_dir():
-                raise NotFound(
-                    f"local directory {root} not found", system="local", target=str(root)
-                )
-            local = _local_files(root)
-            for rel in local:
-                validate_key(join_key(base, rel), system=self.system)
-            todo = [r for r, p in local.items() if _differs(p, remote.get(r), by_content, True)]
-            extraneous = sorted(set(remote) - set(local)) if delete else []
+        def listing() -> Iterator[ObjectInfo]:
+            # The raw listing, for the crc32c that ObjectInfo does not carry.
+            full_base = join_key(self.prefix, base) if self.prefix else base
+            list_prefix = f"{full_base}/" if full_base else ""
+            for item in self._list_raw(list_prefix, True):
+                rel = item["name"][len(list_prefix) :]
+                if rel and not rel.endswith("/"):  # "folder" placeholders are not files
+                    key = join_key(base, rel) if base else rel
+                    crc32c[key] = item.get("crc32c")
+                    yield replace(self._info_from(item), key=key)
 
-            def transfer(rel: str) -> int:
-                return self.put_file(local[rel], join_key(base, rel)).size
+        def differs(path: Path, info: ObjectInfo | None, upload: bool) -> bool:
+            if info is None or not path.is_file():
+                return True
+            if path.stat().st_size != info.size:
+                return True
+            if compare != "size_mtime":
+                return crc32c.get(info.key) != crc32c_of_file(path)
+            # A second of slack either way before one side counts as newer.
+            return newer(path, info, upload)
 
-            def remove() -> None:
-                res = self.delete_many(join_key(base, rel) for rel in extraneous)
-                if res.errors:
-                    raise PermanentError(
-                        f"GCS sync could not delete {len(res.errors)} object(s): "
-                        f"{dict(list(res.errors.items())[:5])}",
-                        system=self.system,
-                    )
-
-            sizes = {rel: local[rel].stat().st_size for rel in todo}
-        else:
-            targets = {rel: local_path(root, rel, system=self.system) for rel in remote}
-            local = _local_files(root) if root.is_dir() else {}
-            todo = [r for r, i in remote.items() if _differs(targets[r], i, by_content, False)]
-            extraneous = sorted(set(local) - set(remote)) if delete else []
-
-            def transfer(rel: str) -> int:
-                info = self.get_file(join_key(base, rel), targets[rel])
-                if info.last_modified is not None:  # equal mtimes: the next sync skips it
-                    stamp = info.last_modified.timestamp()
-                    os.utime(targets[rel], (stamp, stamp))
-                return info.size
-
-            def remove() -> None:
-                for rel in extraneous:
-                    local_path(root, rel, system="local").unlink(missing_ok=True)
-
-            sizes = {rel: int(remote[rel].get("size", 0)) for rel in todo}
-
-        result.transferred = sorted(todo)
-        result.skipped = sorted(set(local if direction == "upload" else remote) - set(todo))
-        result.deleted = extraneous
-        if dry_run:
-            result.bytes = sum(sizes.values())
-            return result
-        with ThreadPoolExecutor(max(1, concurrency), "flowport-gcs-sync") as pool:
-            result.bytes = sum(pool.map(transfer, result.transferred))
-        if extraneous:
-            remove()
-        return result
-
-
-def _local_files(root: Path) -> dict[str, Path]:
-    """Regular files under ``root`` by posix path relative to it (symlinks not followed)."""
-    files: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.is_file() and not path.is_symlink():
-                files[path.relative_to(root).as_posix()] = path
-    return files
-
-
-def _differs(path: Path, item: dict[str, Any] | None, by_content: bool, upload: bool) -> bool:
-    if item is None or not path.is_file():
-        return True
-    st = path.stat()
-    if st.st_size != int(item.get("size", -1)):
-        return True
-    if by_content:
-        return item.get("crc32c") != crc32c_of_file(path)
-    updated = _parse_time(item.get("updated"))
-    if updated is None:
-        return True
-    remote_time = updated.timestamp()
-    # A second of slack either way before one side counts as newer.
-    return st.st_mtime > remote_time + 1 if upload else remote_time > st.st_mtime + 1
-
-
-@dataclass
-class SyncResult:
-    """What a sync did (or, with ``dry_run``, would do); keys are relative to the prefix."""
-
-    direction: str
-    dry_run: bool = False
-    transferred: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    bytes: int = 0
+        return sync_directory(
+            self,
+            local_dir,
+            prefix,
+            direction=direction,
+            delete=delete,
+            dry_run=dry_run,
+            concurrency=concurrency,
+            differs=differs,
+            listing=listing(),
+            delete_error=PermanentError,
+            thread_name="flowport-gcs-sync",
+        )
 
 
 def _committed(resp: Any) -> int:
