@@ -183,18 +183,21 @@ def main() -> None:
         # Import everything before timing anything (importing Prefect alone takes seconds).
         import pandas as pd
         import prefect_sqlalchemy  # noqa: F401
-        import psycopg  # noqa: F401
+        import psycopg
         import sqlalchemy  # noqa: F401
 
         import flowport_sql  # noqa: F401
 
         rows = make_rows(n_load)
-        dict_rows = [dict(zip(COLUMNS, r)) for r in rows]
+        dict_rows = [dict(zip(COLUMNS, r, strict=True)) for r in rows]
         frame = pd.DataFrame(rows, columns=COLUMNS)
         results: dict[str, float] = {}
         contenders: list[tuple[str, Callable[[], object]]] = [
             ("raw psycopg COPY", lambda: raw_copy(dsn, "bench_raw", rows)),
-            ("raw psycopg COPY (FORMAT BINARY)", lambda: raw_copy_binary(dsn, "bench_rawbin", rows)),
+            (
+                "raw psycopg COPY (FORMAT BINARY)",
+                lambda: raw_copy_binary(dsn, "bench_rawbin", rows),
+            ),
             ("flowport bulk_insert", lambda: flowport_bulk_insert(url, "bench_flowport", rows)),
             (
                 "prefect-sqlalchemy execute_many",
@@ -203,14 +206,17 @@ def main() -> None:
             ("pandas to_sql(method='multi')", lambda: pandas_to_sql(url, "bench_pandas", frame)),
         ]
         tables = ["bench_raw", "bench_rawbin", "bench_flowport", "bench_prefect", "bench_pandas"]
-        for (name, load), table in zip(contenders, tables):
+        for (name, load), table in zip(contenders, tables, strict=True):
             results[name] = timed(dsn, table, n_load, load)
             print(f"  {name}: {n_load / results[name]:,.0f} rows/s", file=sys.stderr)
 
         raw = results["raw psycopg COPY"]
         many = results["prefect-sqlalchemy execute_many"]
         print(f"\nLoad {n_load:,} rows (int, text, float, timestamp) into PostgreSQL {pg.version}")
-        print(f"{'contender':34} {'seconds':>9} {'rows/s':>12} {'vs raw COPY':>12} {'vs execute_many':>16}")
+        print(
+            f"{'contender':34} {'seconds':>9} {'rows/s':>12} {'vs raw COPY':>12} "
+            f"{'vs execute_many':>16}"
+        )
         for name, seconds in results.items():
             print(
                 f"{name:34} {seconds:9.2f} {n_load / seconds:12,.0f} {raw / seconds:11.2f}x "
@@ -218,7 +224,6 @@ def main() -> None:
             )
 
         # Streaming: a server-side table of n_stream rows, read by child processes.
-        import psycopg
 
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS bench_stream")
@@ -234,14 +239,21 @@ def main() -> None:
             raise SystemExit(f"stream rows: flowport {ours['rows']}, raw {theirs['rows']}")
         print(f"\nStream {n_stream:,} rows in batches of 10,000 (each in its own process)")
         print(f"{'reader':34} {'seconds':>9} {'rows/s':>12} {'vs raw':>8} {'peak RSS':>10}")
-        print(f"{'(process after imports + connect)':34} {'':>9} {'':>12} {'':>8} {base['hwm_mb']:8.0f}MB")
-        for name, res in (("flowport stream_query (dicts)", ours), ("raw psycopg named cursor", theirs)):
+        print(
+            f"{'(process after imports + connect)':34} {'':>9} {'':>12} {'':>8} "
+            f"{base['hwm_mb']:8.0f}MB"
+        )
+        for name, res in (
+            ("flowport stream_query (dicts)", ours),
+            ("raw psycopg named cursor", theirs),
+        ):
             print(
                 f"{name:34} {res['seconds']:9.2f} {res['rows'] / res['seconds']:12,.0f} "
                 f"{theirs['seconds'] / res['seconds']:7.2f}x {res['hwm_mb']:8.0f}MB"
             )
         print(
-            f"\ntargets: bulk_insert >= 5x execute_many: {many / results['flowport bulk_insert']:.1f}x; "
+            "\ntargets: bulk_insert >= 5x execute_many: "
+            f"{many / results['flowport bulk_insert']:.1f}x; "
             f">= 0.8x raw COPY: {raw / results['flowport bulk_insert']:.2f}x; "
             f"stream peak RSS < 200 MB: {ours['hwm_mb']:.0f} MB"
         )

@@ -14,10 +14,10 @@ import re
 from typing import Any
 
 import pytest
+
 from flowport.errors import Conflict, InvalidInput, NotFound
 from flowport.secrets import redact
 from flowport.store import LocalStore
-
 from flowport_sql import (
     SqlDatabase,
     bulk_insert,
@@ -80,7 +80,9 @@ def norm(row: Any) -> tuple[Any, ...]:
 
 
 def table_rows(db: SqlDatabase, table: str) -> list[tuple[Any, ...]]:
-    return [norm(r) for r in fetch_all.fn(db, f"SELECT id, name, score, ts FROM {table} ORDER BY id")]
+    return [
+        norm(r) for r in fetch_all.fn(db, f"SELECT id, name, score, ts FROM {table} ORDER BY id")
+    ]
 
 
 def count(db: SqlDatabase, table: str) -> int:
@@ -133,6 +135,11 @@ def test_stream_query_batches(db: SqlDatabase, make_table: Any) -> None:
     )
     assert tuples == [[(20,), (21,), (22,), (23,), (24,)]]
     assert list(stream_query.fn(db, f"SELECT id FROM {t} WHERE id < 0")) == []
+    # A literal '%' next to a bound parameter (pyformat drivers need it escaped).
+    liked = stream_query.fn(
+        db, f"SELECT id FROM {t} WHERE name LIKE 'name-1%' AND id < :hi ORDER BY id", {"hi": 15}
+    )
+    assert [r["id"] for b in liked for r in b] == [1, 10, 11, 12, 13]
 
 
 def test_bulk_insert_counts_and_checksums(db: SqlDatabase, make_table: Any) -> None:
@@ -164,7 +171,9 @@ def test_bulk_insert_unknown_table_or_column_inserts_nothing(
 
 def test_upsert_inserts_updates_and_dedupes(db: SqlDatabase, make_table: Any) -> None:
     t = make_table()
-    upsert.fn(db, t, [{"id": 1, "name": "a", "score": 1.0}, {"id": 2, "name": "b", "score": 2.0}], ["id"])
+    upsert.fn(
+        db, t, [{"id": 1, "name": "a", "score": 1.0}, {"id": 2, "name": "b", "score": 2.0}], ["id"]
+    )
     n = upsert.fn(
         db,
         t,
@@ -176,7 +185,10 @@ def test_upsert_inserts_updates_and_dedupes(db: SqlDatabase, make_table: Any) ->
         ["id"],
     )
     assert n == 3
-    got = [(r["id"], r["name"], r["score"]) for r in fetch_all.fn(db, f"SELECT id, name, score FROM {t} ORDER BY id")]
+    got = [
+        (r["id"], r["name"], r["score"])
+        for r in fetch_all.fn(db, f"SELECT id, name, score FROM {t} ORDER BY id")
+    ]
     assert got == [(1, "a", 1.0), (2, "B", 20.0), (3, "C", 30.0)]
     # update_columns=[]: only new keys are inserted, existing rows stay as they are.
     upsert.fn(db, t, [{"id": 1, "name": "zzz"}, {"id": 4, "name": "d"}], ["id"], update_columns=[])
@@ -184,7 +196,10 @@ def test_upsert_inserts_updates_and_dedupes(db: SqlDatabase, make_table: Any) ->
     assert got == [(1, "a"), (2, "B"), (3, "C"), (4, "d")]
     # Only the named columns are updated.
     upsert.fn(db, t, [{"id": 1, "name": "x", "score": 9.0}], ["id"], update_columns=["score"])
-    assert fetch_one.fn(db, f"SELECT name, score FROM {t} WHERE id = 1") == {"name": "a", "score": 9.0}
+    assert fetch_one.fn(db, f"SELECT name, score FROM {t} WHERE id = 1") == {
+        "name": "a",
+        "score": 9.0,
+    }
 
 
 def test_transaction_is_all_or_nothing(db: SqlDatabase, make_table: Any) -> None:
@@ -193,7 +208,10 @@ def test_transaction_is_all_or_nothing(db: SqlDatabase, make_table: Any) -> None
         db,
         [
             (f"INSERT INTO {t} (id, name) VALUES (:id, :name)", {"id": 1, "name": "a"}),
-            (f"INSERT INTO {t} (id, name) VALUES (:id, :name)", [{"id": 2, "name": "b"}, {"id": 3, "name": "c"}]),
+            (
+                f"INSERT INTO {t} (id, name) VALUES (:id, :name)",
+                [{"id": 2, "name": "b"}, {"id": 3, "name": "c"}],
+            ),
             f"UPDATE {t} SET score = 1.0",
         ],
     )
@@ -269,7 +287,14 @@ def test_injection_through_names_and_values_executes_nothing(
             with pytest.raises(InvalidInput):
                 upsert.fn(db, t, [{"id": 5, "name": "x"}], [column], retry_policy=FAST)
             with pytest.raises(InvalidInput):
-                upsert.fn(db, t, [{"id": 5, "name": "x"}], ["id"], update_columns=[column], retry_policy=FAST)
+                upsert.fn(
+                    db,
+                    t,
+                    [{"id": 5, "name": "x"}],
+                    ["id"],
+                    update_columns=[column],
+                    retry_policy=FAST,
+                )
         # Values travel as bound parameters and are stored verbatim.
         bulk_insert.fn(db, t, [{"id": 1, "name": evil}])
         upsert.fn(db, t, [{"id": 2, "name": evil}], ["id"])
@@ -293,8 +318,12 @@ def test_export_then_load_round_trip(
     bulk_insert.fn(db, src, rows)
     store = LocalStore(tmp_path / "store")
     out = export_query.fn(
-        db, f"SELECT id, name, score, ts FROM {src} ORDER BY id", store, f"exports/{src}.{fmt}",
-        format=fmt, batch_size=100,
+        db,
+        f"SELECT id, name, score, ts FROM {src} ORDER BY id",
+        store,
+        f"exports/{src}.{fmt}",
+        format=fmt,
+        batch_size=100,
     )
     assert out["rows"] == 1234 and out["bytes"] == store.stat(f"exports/{src}.{fmt}").size
     text = store.get_bytes(f"exports/{src}.{fmt}").decode()

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import Engine, event
+
 from flowport.hookspecs import hookimpl
 from flowport.plugins import register, unregister
 from flowport.retry import RetryPolicy
-from sqlalchemy import Engine, event
 
 #: Retries without waiting, for unit tests.
 FAST = RetryPolicy(attempts=4, initial_delay=0, max_delay=0, jitter=False)

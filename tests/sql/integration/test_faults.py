@@ -12,11 +12,11 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from flowport.errors import AuthError
 from flowport.hookspecs import hookimpl
 from flowport.plugins import register, unregister
 from flowport.retry import RetryPolicy
-
 from flowport_sql import SqlDatabase, bulk_insert, execute, fetch_all, fetch_one, transaction
 from flowport_sql.db import Database
 from tests.services import Postgres
@@ -75,8 +75,12 @@ def test_postgres_killed_during_bulk_insert_loads_exactly_once(own_postgres: Pos
     thread.start()
     with retries() as rec:
         loaded = bulk_insert.fn(
-            db, "load", rows_for_load(n), columns=["id", "name", "score", "ts"],
-            batch_size=batch, retry_policy=PATIENT,
+            db,
+            "load",
+            rows_for_load(n),
+            columns=["id", "name", "score", "ts"],
+            batch_size=batch,
+            retry_policy=PATIENT,
         )
     thread.join()
     assert not problems, problems
@@ -84,7 +88,9 @@ def test_postgres_killed_during_bulk_insert_loads_exactly_once(own_postgres: Pos
     assert loaded == n
     stats = fetch_one.fn(db, "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM load")
     assert stats == {"n": n, "ids": n}
-    got = [tuple(r) for r in fetch_all.fn(db, "SELECT id, name, score, ts FROM load", as_dicts=False)]
+    got = [
+        tuple(r) for r in fetch_all.fn(db, "SELECT id, name, score, ts FROM load", as_dicts=False)
+    ]
     assert checksum(got) == checksum(list(rows_for_load(n)))
     db.dispose()
 
@@ -139,7 +145,9 @@ class ResetMidQuery:
 @pytest.fixture
 def proxied(server: Any, toxiproxy: Any) -> Iterator[tuple[SqlDatabase, Any]]:
     """The server behind a fault proxy of this test's own (name unique per test)."""
-    proxy = toxiproxy.proxy(f"sql-{server.name}-{uuid.uuid4().hex[:8]}", f"{server.host}:{server.port}")
+    proxy = toxiproxy.proxy(
+        f"sql-{server.name}-{uuid.uuid4().hex[:8]}", f"{server.host}:{server.port}"
+    )
     url = server.sqlalchemy_url.replace(f":{server.port}/", f":{proxy.port}/")
     db = SqlDatabase(url=url, connect_timeout=5)
     yield db, proxy
@@ -157,7 +165,9 @@ def test_connection_reset_mid_query_is_retried(
     query = f"SELECT id, name FROM {t}, (SELECT {sleep} AS s) AS w ORDER BY id"
     with ResetMidQuery(proxy) as fault, retries() as rec:
         rows = fetch_all.fn(pdb, query, retry_policy=FAST)
-    assert fault.toxic is not None and len(rec.seen) == 1  # reset once, then retried on a fresh connection
+    assert (
+        fault.toxic is not None and len(rec.seen) == 1
+    )  # reset once, then retried on a fresh connection
     assert rows == [{"id": i, "name": f"n{i}"} for i in range(50)]
 
 
@@ -177,7 +187,9 @@ def test_connection_reset_mid_transaction_applies_it_once(
             retry_policy=FAST,
         )
     assert fault.toxic is not None and len(rec.seen) == 1 and counts[0] == 1
-    assert fetch_all.fn(db, f"SELECT id, name, score FROM {t}") == [{"id": 1, "name": "a", "score": 1.5}]
+    assert fetch_all.fn(db, f"SELECT id, name, score FROM {t}") == [
+        {"id": 1, "name": "a", "score": 1.5}
+    ]
 
 
 def test_wrong_password_is_permanent_tried_once_and_never_shown(server: Any) -> None:

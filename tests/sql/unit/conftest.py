@@ -10,7 +10,10 @@ import pytest
 
 from flowport_sql import SqlDatabase, execute
 
-DDL = "CREATE TABLE {name} (id INTEGER PRIMARY KEY, name VARCHAR(200), score DOUBLE PRECISION, ts TIMESTAMP NULL)"
+DDL = (
+    "CREATE TABLE {name} (id INTEGER PRIMARY KEY, name VARCHAR(200), "
+    "score DOUBLE PRECISION, ts TIMESTAMP NULL)"
+)
 
 
 @pytest.fixture

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import pickle
-from uuid import uuid4
 from pathlib import Path
+from uuid import uuid4
 
 import cloudpickle
 import pytest
-from flowport.errors import ConfigError, TransientError
-from flowport.retry import RetryPolicy
 from pydantic import SecretStr
 
+from flowport.errors import ConfigError, TransientError
+from flowport.retry import RetryPolicy
 from flowport_sql import SqlDatabase, execute, fetch_one
 from flowport_sql.blocks import _split_password
 

@@ -7,9 +7,9 @@ import sqlite3
 import psycopg
 import pymysql
 import pytest
-from flowport.errors import AuthError, Conflict, InvalidInput, NotFound, TransientError
 from sqlalchemy import exc as sa_exc
 
+from flowport.errors import AuthError, Conflict, InvalidInput, NotFound, TransientError
 from flowport_sql.errors import is_disconnect, is_transient, translate
 
 
@@ -31,7 +31,9 @@ PG_PERMANENT = [
     psycopg.errors.SyntaxError("syntax error at or near"),
     psycopg.errors.UndefinedTable('relation "x" does not exist'),
     psycopg.errors.InvalidTextRepresentation("invalid input syntax for type integer"),
-    psycopg.OperationalError('connection failed: FATAL:  password authentication failed for user "u"'),
+    psycopg.OperationalError(
+        'connection failed: FATAL:  password authentication failed for user "u"'
+    ),
 ]
 MY_TRANSIENT = [
     pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock"),
@@ -78,8 +80,12 @@ def test_sqlite_lock_is_transient_and_syntax_is_not() -> None:
 
 
 def test_disconnects() -> None:
-    assert is_disconnect(wrap(psycopg.OperationalError("server closed the connection unexpectedly"), psycopg.Error))
-    assert is_disconnect(wrap(pymysql.err.OperationalError(2013, "Lost connection"), pymysql.err.Error))
+    assert is_disconnect(
+        wrap(psycopg.OperationalError("server closed the connection unexpectedly"), psycopg.Error)
+    )
+    assert is_disconnect(
+        wrap(pymysql.err.OperationalError(2013, "Lost connection"), pymysql.err.Error)
+    )
     assert not is_disconnect(wrap(psycopg.errors.DeadlockDetected("deadlock"), psycopg.Error))
     assert not is_disconnect(wrap(sqlite3.OperationalError("database is locked"), sqlite3.Error))
 
@@ -88,17 +94,38 @@ def test_disconnects() -> None:
     ("orig", "base", "kind"),
     [
         (psycopg.errors.SerializationFailure("could not serialize"), psycopg.Error, TransientError),
-        (psycopg.errors.UniqueViolation("duplicate key\nDETAIL:  Key (b)=(2) exists."), psycopg.Error, Conflict),
+        (
+            psycopg.errors.UniqueViolation("duplicate key\nDETAIL:  Key (b)=(2) exists."),
+            psycopg.Error,
+            Conflict,
+        ),
         (psycopg.errors.UndefinedTable('relation "t" does not exist'), psycopg.Error, NotFound),
         (psycopg.errors.SyntaxError("syntax error"), psycopg.Error, InvalidInput),
-        (pymysql.err.OperationalError(1045, "Access denied for user"), pymysql.err.Error, AuthError),
-        (pymysql.err.IntegrityError(1062, "Duplicate entry 'secret-val' for key 'b'"), pymysql.err.Error, Conflict),
+        (
+            pymysql.err.OperationalError(1045, "Access denied for user"),
+            pymysql.err.Error,
+            AuthError,
+        ),
+        (
+            pymysql.err.IntegrityError(1062, "Duplicate entry 'secret-val' for key 'b'"),
+            pymysql.err.Error,
+            Conflict,
+        ),
     ],
 )
-def test_translate_names_database_and_first_line_only(orig: Exception, base: type, kind: type) -> None:
-    err = translate(wrap(orig, base), "PostgreSQL database 'app' at h:5", "UPDATE t SET a = 1\nWHERE b = 2", {"b": "secret-val"})
+def test_translate_names_database_and_first_line_only(
+    orig: Exception, base: type, kind: type
+) -> None:
+    err = translate(
+        wrap(orig, base),
+        "PostgreSQL database 'app' at h:5",
+        "UPDATE t SET a = 1\nWHERE b = 2",
+        {"b": "secret-val"},
+    )
     assert isinstance(err, kind)
     text = str(err)
-    assert text.startswith("PostgreSQL database 'app' at h:5: running 'UPDATE t SET a = 1' failed (")
+    assert text.startswith(
+        "PostgreSQL database 'app' at h:5: running 'UPDATE t SET a = 1' failed ("
+    )
     assert "WHERE" not in text and "secret-val" not in text and "DETAIL" not in text
     assert "[parameters" not in text and "[SQL" not in text

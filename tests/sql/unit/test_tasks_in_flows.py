@@ -9,13 +9,13 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from flowport.errors import DeliveryError
-from flowport.plugins import get_connector
-from flowport.retry import RetryPolicy
 from prefect import flow
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
+from flowport.errors import DeliveryError, TransientError
+from flowport.plugins import get_connector
+from flowport.retry import RetryPolicy
 from flowport_sql import (
     SqlDatabase,
     bulk_insert,
@@ -37,7 +37,9 @@ def test_tasks_in_a_flow(db: SqlDatabase, make_table: Any) -> None:
 
     @flow
     def pipeline() -> tuple[int, list[int], int]:
-        inserted = bulk_insert(db, t, [{"id": i, "name": f"n{i}"} for i in range(100)], batch_size=30)
+        inserted = bulk_insert(
+            db, t, [{"id": i, "name": f"n{i}"} for i in range(100)], batch_size=30
+        )
         sizes = [len(batch) for batch in stream_query(db, f"SELECT id FROM {t}", batch_size=40)]
         upsert(db, t, [{"id": 1, "name": "one"}], ["id"])
         return inserted, sizes, fetch_one(db, f"SELECT count(*) AS n FROM {t}")["n"]
@@ -52,7 +54,13 @@ def test_stream_query_is_a_generator_task_run(db: SqlDatabase, make_table: Any) 
 
     @flow
     def reader() -> list[Any]:
-        return [row for batch in stream_query(db, f"SELECT id FROM {t} ORDER BY id", batch_size=2, as_dicts=False) for row in batch]
+        return [
+            row
+            for batch in stream_query(
+                db, f"SELECT id FROM {t} ORDER BY id", batch_size=2, as_dicts=False
+            )
+            for row in batch
+        ]
 
     assert reader() == [(0,), (1,), (2,), (3,), (4,)]
     assert stream_query.prefect_task.isgenerator
@@ -91,7 +99,9 @@ def test_sqlite_lock_is_retried_and_the_transaction_applied_once(tmp_path: Path)
     policy = RetryPolicy(attempts=10, initial_delay=0.1, max_delay=0.5)
     with retries() as rec:
         counts = transaction.fn(
-            db, ["INSERT INTO t (id, n) VALUES (1, 1)", "UPDATE t SET n = n + 1"], retry_policy=policy
+            db,
+            ["INSERT INTO t (id, n) VALUES (1, 1)", "UPDATE t SET n = n + 1"],
+            retry_policy=policy,
         )
     thread.join()
     blocker.close()
@@ -100,7 +110,9 @@ def test_sqlite_lock_is_retried_and_the_transaction_applied_once(tmp_path: Path)
     assert fetch_all.fn(db, "SELECT id, n FROM t") == [{"id": 1, "n": 2}]
 
 
-def test_lost_commit_is_not_repeated_where_its_outcome_is_unknown(db: SqlDatabase, make_table: Any) -> None:
+def test_lost_commit_is_not_repeated_where_its_outcome_is_unknown(
+    db: SqlDatabase, make_table: Any
+) -> None:
     t = make_table()
     engine = db.engine()
 
@@ -113,7 +125,7 @@ def test_lost_commit_is_not_repeated_where_its_outcome_is_unknown(db: SqlDatabas
             execute.fn(db, f"INSERT INTO {t} (id) VALUES (1)", retry_policy=FAST)
         assert rec.seen == []
         # An idempotent unit (upsert) may run again: here every attempt fails the same way.
-        with retries() as rec, pytest.raises(Exception):
+        with retries() as rec, pytest.raises(TransientError):
             upsert.fn(db, t, [{"id": 2}], ["id"], retry_policy=FAST)
         assert len(rec.seen) == FAST.attempts - 1
     finally:
@@ -133,7 +145,11 @@ def test_transient_error_retries_the_whole_transaction(db: SqlDatabase, make_tab
         calls.append(statement.split()[0])
 
     with retries() as rec:
-        transaction.fn(db, [f"INSERT INTO {t} (id, score) VALUES (1, 1)", f"UPDATE {t} SET score = score + 1"], retry_policy=FAST)
+        transaction.fn(
+            db,
+            [f"INSERT INTO {t} (id, score) VALUES (1, 1)", f"UPDATE {t} SET score = score + 1"],
+            retry_policy=FAST,
+        )
     event.remove(db.engine(), "before_cursor_execute", flaky)
     assert len(rec.seen) == 1
     # The INSERT ran twice (the first attempt was rolled back), the row exists once.
@@ -144,7 +160,9 @@ def test_transient_error_retries_the_whole_transaction(db: SqlDatabase, make_tab
 def test_plugin_and_check() -> None:
     connector = get_connector("sql")
     assert connector.distribution == "flowport-sql" and connector.check_block is SqlDatabase
-    assert {"execute", "bulk_insert", "stream_query", "export_query", "load_file"} <= set(connector.tasks)
+    assert {"execute", "bulk_insert", "stream_query", "export_query", "load_file"} <= set(
+        connector.tasks
+    )
     assert connector.check is not None
     assert "SELECT 1 returned 1" in connector.check(SqlDatabase())
 
@@ -195,6 +213,7 @@ def test_lost_commit_is_resolved_by_asking_the_server(db: SqlDatabase, committed
     ops = Tracked(engine, db.describe(), retry=FAST.bind(lambda e: False), outcome=committed)
     event.listen(engine, "commit", drop_once)
     try:
+
         def work(conn: Any) -> str:
             ran.append(1)
             conn.exec_driver_sql("SELECT 1")  # begins the transaction COMMIT ends

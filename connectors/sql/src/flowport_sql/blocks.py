@@ -38,7 +38,7 @@ def _split_password(url: str) -> tuple[str, str | None]:
     """``url`` without its password (userinfo or ``?password=``), and that password."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except ArgumentError:
         # The message of ArgumentError repeats the URL; keep it out.
         raise ConfigError(
             "SQL database: 'url' is not a valid SQLAlchemy URL "

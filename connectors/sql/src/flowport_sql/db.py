@@ -15,6 +15,7 @@ and quoted by the dialect. Values are always bound parameters.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import decimal
@@ -48,8 +49,7 @@ COMMIT_STATUS_WAIT = 10.0
 #: PostgreSQL types whose binary COPY format psycopg 3 writes from the usual Python values:
 #: bool, bytea, int8, int2, int4, text, float4, float8, varchar, date, time, timestamp,
 #: timestamptz, numeric, uuid.
-BINARY_COPY_OIDS = {16, 17, 20, 21, 23, 25, 700, 701, 1043, 1082, 1083, 1114, 1184, 1700,
-                    2950}
+BINARY_COPY_OIDS = {16, 17, 20, 21, 23, 25, 700, 701, 1043, 1082, 1083, 1114, 1184, 1700, 2950}
 
 
 class _BinaryUnfit(InvalidInput):
@@ -217,7 +217,7 @@ class Database:
         """One statement in its own transaction; the number of rows it affected."""
         stmt = as_statement(statement)
         return self.unit(
-            lambda conn: conn.execute(stmt, dict(params or {})).rowcount, statement, params
+            lambda conn: int(conn.execute(stmt, dict(params or {})).rowcount), statement, params
         )
 
     def execute_many(self, statement: Statement, seq_of_params: Sequence[Mapping[str, Any]]) -> int:
@@ -226,7 +226,7 @@ class Database:
         params = [dict(p) for p in seq_of_params]
         if not params:
             return 0
-        return self.unit(lambda conn: conn.execute(stmt, params).rowcount, statement, params)
+        return self.unit(lambda conn: int(conn.execute(stmt, params).rowcount), statement, params)
 
     def transaction(self, statements: Sequence[TxStatement]) -> list[int]:
         """Several statements, all or nothing; the rowcount of each."""
@@ -256,7 +256,7 @@ class Database:
     @staticmethod
     def _shape(keys: Sequence[str], rows: Iterable[Any], as_dicts: bool) -> list[Any]:
         if as_dicts:
-            return [dict(zip(keys, row)) for row in rows]
+            return [dict(zip(keys, row, strict=True)) for row in rows]
         return [tuple(row) for row in rows]
 
     def fetch(
@@ -293,15 +293,32 @@ class Database:
             raise InvalidInput("SQL: batch_size must be at least 1", system=self.system)
         stmt = as_statement(statement)
 
-        def open_() -> tuple[Connection, Any, list[Any], list[str]]:
+        # PostgreSQL + psycopg, plain SQL: read the driver's named cursor directly. A text()
+        # statement has no typed binds or result processors, so this is what SQLAlchemy
+        # would do, minus its per-row Result machinery (about 4x faster).
+        direct = (
+            isinstance(statement, str)
+            and self.dialect == "postgresql"
+            and self.engine.dialect.driver == "psycopg"
+        )
+
+        def open_() -> tuple[Connection, Any, Sequence[Any], list[str]]:
             conn = self.engine.connect()
             try:
+                if direct:
+                    compiled = stmt.compile(dialect=self.engine.dialect)
+                    cursor = _driver_connection(conn).cursor(name=f"flowport_{uuid.uuid4().hex}")
+                    cursor.execute(str(compiled), compiled.construct_params(dict(params or {})))
+                    first = cursor.fetchmany(batch_size)
+                    keys = [d.name for d in cursor.description or ()]
+                    return conn, cursor, first, keys
                 result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
                     stmt, dict(params or {})
                 )
                 first = result.fetchmany(batch_size)
                 return conn, result, first, list(result.keys())
             except BaseException as exc:
+                self._invalidate_if_broken(conn)
                 conn.close()
                 if isinstance(exc, Exception):
                     self.fail(exc, statement, params)
@@ -314,8 +331,12 @@ class Database:
                 try:
                     rows = result.fetchmany(batch_size)
                 except Exception as exc:
+                    self._invalidate_if_broken(conn)
                     self.fail(exc, statement, params)
         finally:
+            if direct:
+                with contextlib.suppress(Exception):  # a dead connection cannot close it
+                    result.close()
             conn.close()
 
     # -- tables ----------------------------------------------------------------------
@@ -405,7 +426,9 @@ class Database:
                 elif isinstance(row, str | bytes) or not isinstance(row, Sequence):
                     raise InvalidInput(f"SQL: row {where} is neither a mapping nor a sequence")
                 elif len(row) != width:
-                    raise InvalidInput(f"SQL: row {where} has {len(row)} values for {width} columns")
+                    raise InvalidInput(
+                        f"SQL: row {where} has {len(row)} values for {width} columns"
+                    )
                 else:
                     batch.append(tuple(row))
             return batch
@@ -449,7 +472,7 @@ class Database:
         keys = [c.key for c in cols]
         total = 0
         for batch in batches:
-            params = [dict(zip(keys, row)) for row in batch]
+            params = [dict(zip(keys, row, strict=True)) for row in batch]
 
             def work(conn: Connection, params: list[dict[str, Any]] = params) -> int:
                 conn.execute(stmt, params)
@@ -564,7 +587,7 @@ class Database:
             latest: dict[tuple[Any, ...], tuple[Any, ...]] = {}
             for row in batch:
                 latest[tuple(row[i] for i in positions)] = row
-            params = [{c.key: v for c, v in zip(cols, row)} for row in latest.values()]
+            params = [{c.key: v for c, v in zip(cols, row, strict=True)} for row in latest.values()]
 
             def work(conn: Connection, params: list[dict[str, Any]] = params) -> int:
                 conn.execute(stmt, params)
@@ -578,13 +601,13 @@ class Database:
 
     def _upsert_statement(
         self, target: Table, keys: list[Column[Any]], updates: list[Column[Any]]
-    ) -> Executable:
+    ) -> Any:
         if self.dialect in ("postgresql", "sqlite"):
-            if self.dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            ins = dialect_insert(target)
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            ins: Any = (
+                postgresql.insert(target) if self.dialect == "postgresql" else sqlite.insert(target)
+            )
             if not updates:
                 return ins.on_conflict_do_nothing(index_elements=keys)
             return ins.on_conflict_do_update(
@@ -626,9 +649,7 @@ class Database:
                     header_done = True
                 writer.writerows([_csv_value(v) for v in row.values()] for row in batch)
             else:
-                buf.write(
-                    "".join(json.dumps(row, default=_json_default) + "\n" for row in batch)
-                )
+                buf.write("".join(json.dumps(row, default=_json_default) + "\n" for row in batch))
             if counter is not None:
                 counter[0] += len(batch)
             if buf.tell() >= chunk_bytes:
@@ -638,11 +659,13 @@ class Database:
         if buf.tell():
             yield buf.getvalue().encode()
 
-    def read_rows(self, stream: io.BufferedIOBase | Any, fmt: str, table: Table) -> Iterator[dict[str, Any]]:
+    def read_rows(
+        self, stream: io.BufferedIOBase | Any, fmt: str, table: Table
+    ) -> Iterator[dict[str, Any]]:
         """Rows of a CSV (header line first; an empty field is NULL) or JSON Lines file,
         converted to the types of ``table``'s columns."""
         fmt = check_format(fmt)
-        reader = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        reader = io.TextIOWrapper(stream, encoding="utf-8", newline="")  # type: ignore[type-var]
         converters = {c.name: _converter(c) for c in table.columns}
         if fmt == "csv":
             records: Iterator[dict[str, Any]] = csv.DictReader(reader)

@@ -40,9 +40,34 @@ PG_TRANSIENT_CLASSES = ("08",)
 PG_AUTH_STATES = {"28000", "28P01", "42501"}
 #: MySQL/MariaDB error numbers worth a retry: deadlock, lock wait timeout, too many
 #: connections, server shutdown, connection killed / lost / gone away / refused.
-MYSQL_TRANSIENT_CODES = {1213, 1205, 1040, 1053, 1077, 1078, 1079, 1080, 1152, 1153, 1154,
-                         1155, 1156, 1157, 1158, 1159, 1160, 1161, 1927, 2002, 2003, 2006,
-                         2013, 2014, 2055, 4031}
+MYSQL_TRANSIENT_CODES = {
+    1213,
+    1205,
+    1040,
+    1053,
+    1077,
+    1078,
+    1079,
+    1080,
+    1152,
+    1153,
+    1154,
+    1155,
+    1156,
+    1157,
+    1158,
+    1159,
+    1160,
+    1161,
+    1927,
+    2002,
+    2003,
+    2006,
+    2013,
+    2014,
+    2055,
+    4031,
+}
 #: MySQL/MariaDB error numbers of authentication / access failures.
 MYSQL_AUTH_CODES = {1044, 1045, 1142, 1143, 1227, 1698}
 
@@ -151,8 +176,10 @@ def _param_values(params: Any) -> Iterable[str]:
         params = [params]
     if isinstance(params, list | tuple):
         for item in params[:1000]:
-            values = item.values() if isinstance(item, Mapping) else (
-                item if isinstance(item, list | tuple) else [item]
+            values = (
+                item.values()
+                if isinstance(item, Mapping)
+                else (item if isinstance(item, list | tuple) else [item])
             )
             for value in values:
                 text = str(value)
@@ -164,8 +191,10 @@ def driver_message(exc: BaseException, params: Any = None) -> str:
     """The driver's own one-line message: no SQL, no ``[parameters: ...]``, no bound values,
     no DETAIL lines (PostgreSQL puts row values there), no secrets."""
     err = _driver_error(exc)
-    text = first_line(err) if not isinstance(err, sa_exc.SQLAlchemyError) else first_line(
-        str(err).split("\n[SQL:", 1)[0]
+    text = (
+        first_line(err)
+        if not isinstance(err, sa_exc.SQLAlchemyError)
+        else first_line(str(err).split("\n[SQL:", 1)[0])
     )
     code = mysql_code(exc)
     if code is not None and len(err.args) > 1:
@@ -192,19 +221,17 @@ def translate(
         return TransientError(message, **kwargs)
     state, code = sqlstate(exc), mysql_code(exc)
     err = _driver_error(exc)
-    if (
-        state in PG_AUTH_STATES
-        or code in MYSQL_AUTH_CODES
-        or _AUTH_WORDS.search(str(err))
-    ):
+    if state in PG_AUTH_STATES or code in MYSQL_AUTH_CODES or _AUTH_WORDS.search(str(err)):
         return AuthError(message, **kwargs)
     text = str(err)
     if state in {"42P01", "3D000"} or code in {1146, 1049} or "no such table" in text:
         return NotFound(message, **kwargs)
     if isinstance(exc, sa_exc.IntegrityError):
         return Conflict(message, **kwargs)
-    if isinstance(exc, sa_exc.DataError | sa_exc.ProgrammingError) or _SQL_WORDS.search(text) or (
-        isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DBAPIError)
+    if (
+        isinstance(exc, sa_exc.DataError | sa_exc.ProgrammingError)
+        or _SQL_WORDS.search(text)
+        or (isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DBAPIError))
     ):
         return InvalidInput(message, **kwargs)
     if isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError):

@@ -120,7 +120,7 @@ class StreamQuery(SqlTask):
     after the first batch a failure raises instead of repeating rows. Consume it in the
     process that called it (a generator does not travel to another worker)."""
 
-    def run(  # type: ignore[override]
+    def run(
         self,
         database: SqlDatabase,
         statement: Statement,
@@ -279,8 +279,15 @@ class ExportQuery(SqlTask):
         info, rows = retrier(export)
         summarise(
             self.name,
-            [{"database": ops.where, "object": store.url_for(key), "rows": rows,
-              "bytes": info.size, "seconds": round(time.perf_counter() - started, 3)}],
+            [
+                {
+                    "database": ops.where,
+                    "object": store.url_for(key),
+                    "rows": rows,
+                    "bytes": info.size,
+                    "seconds": round(time.perf_counter() - started, 3),
+                }
+            ],
         )
         return {"key": key, "rows": rows, "bytes": info.size}
 
@@ -320,8 +327,15 @@ def _summary(task_name: str, where: str, table: str, rows: int, started: float) 
     seconds = time.perf_counter() - started
     summarise(
         task_name,
-        [{"database": where, "table": table, "rows": rows, "seconds": round(seconds, 3),
-          "rows_per_second": int(rows / seconds) if seconds > 0 else None}],
+        [
+            {
+                "database": where,
+                "table": table,
+                "rows": rows,
+                "seconds": round(seconds, 3),
+                "rows_per_second": int(rows / seconds) if seconds > 0 else None,
+            }
+        ],
     )
 
 
@@ -338,8 +352,27 @@ export_query = ExportQuery()
 load_file = LoadFile()
 
 __all__ = [
-    "BulkInsert", "Execute", "ExecuteMany", "ExportQuery", "FetchAll", "FetchMany",
-    "FetchOne", "LoadFile", "SqlTask", "StreamQuery", "Transaction", "Upsert",
-    "bulk_insert", "execute", "execute_many", "export_query", "fetch_all", "fetch_many",
-    "fetch_one", "load_file", "stream_query", "transaction", "upsert",
+    "BulkInsert",
+    "Execute",
+    "ExecuteMany",
+    "ExportQuery",
+    "FetchAll",
+    "FetchMany",
+    "FetchOne",
+    "LoadFile",
+    "SqlTask",
+    "StreamQuery",
+    "Transaction",
+    "Upsert",
+    "bulk_insert",
+    "execute",
+    "execute_many",
+    "export_query",
+    "fetch_all",
+    "fetch_many",
+    "fetch_one",
+    "load_file",
+    "stream_query",
+    "transaction",
+    "upsert",
 ]
