@@ -21,7 +21,6 @@ object in memory: upload speeds are the emulator's more than the client's. Compa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -31,30 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-BUCKET = "flowport-bench"
-
-
-def write_file(path: Path, size: int) -> str:
-    digest = hashlib.sha256()
-    block = os.urandom(4 * MiB)
-    with path.open("wb") as fh:
-        left = size
-        while left:
-            piece = block[: min(len(block), left)]
-            fh.write(piece)
-            digest.update(piece)
-            left -= len(piece)
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(8 * MiB):
-            digest.update(block)
-    return digest.hexdigest()
+from _common import BUCKET, GiB, MiB, proc_status_kb, sha256_file, write_file
 
 
 def flowport_block(endpoint: str, chunk: int) -> Any:
@@ -90,10 +66,7 @@ def rss_child(endpoint: str, key: str) -> None:
     import flowport_gcs as gcs
 
     def vm(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return proc_status_kb(field) * 1024
 
     block = flowport_block(endpoint, 16 * MiB)
     block.credentials.storage_client()  # imports and clients before the baseline

@@ -18,7 +18,6 @@ Then, in a fresh subprocess per size, the peak RSS (VmHWM) of a streamed copy
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -31,30 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-BUCKET = "flowport-bench"
-
-
-def write_file(path: Path, size: int) -> str:
-    digest = hashlib.sha256()
-    block = os.urandom(4 * MiB)
-    with path.open("wb") as fh:
-        left = size
-        while left:
-            piece = block[: min(len(block), left)]
-            fh.write(piece)
-            digest.update(piece)
-            left -= len(piece)
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(8 * MiB):
-            digest.update(block)
-    return digest.hexdigest()
+from _common import BUCKET, GiB, MiB, proc_status_kb, sha256_file, write_file
 
 
 def flowport_bucket(env: dict[str, str]) -> Any:
@@ -171,10 +147,7 @@ def throughput(env: dict[str, str], size: int, rounds: int, workdir: Path) -> li
 def vm_hwm_kb() -> int:
     """Peak RSS of this process (VmHWM). Not ru_maxrss: Linux carries that over exec from
     the parent, so a child of a big parent would report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return proc_status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def rss_child(size: int, src_key: str, dst_key: str) -> None:
