@@ -26,8 +26,10 @@ from flowport.errors import (
     PermanentError,
     TransientError,
 )
+from flowport.parallel import bounded_map
 from flowport.retry import NO_RETRY, Retrier, RetryPolicy
 from flowport.store import BaseStore, DeleteResult, LocalStore, ObjectInfo, ObjectStore
+from flowport.sync import SyncResult, sync_directory
 from flowport.task import RetryingTask
 
 __all__ = [
@@ -48,5 +50,8 @@ __all__ = [
     "Retrier",
     "RetryPolicy",
     "RetryingTask",
+    "SyncResult",
     "TransientError",
+    "bounded_map",
+    "sync_directory",
 ]

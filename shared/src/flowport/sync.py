@@ -59,13 +59,22 @@ def newer(path: Path, info: ObjectInfo, upload: bool, slack: float = 1.0) -> boo
     return local_time > remote_time + slack if upload else remote_time > local_time + slack
 
 
-def differs_by_size_mtime(path: Path, info: ObjectInfo | None, upload: bool) -> bool:
-    """The default comparison: missing, a different size, or the source side newer (a second
-    of slack either way, as some stores keep whole seconds)."""
+def differs(
+    path: Path,
+    info: ObjectInfo | None,
+    upload: bool,
+    content: Callable[[Path, ObjectInfo], bool] | None = None,
+) -> bool:
+    """The comparison every sync uses: a file is transferred when missing on either side, when
+    the sizes differ, and then when ``content(path, info)`` says the contents differ or, without
+    ``content``, when the source side is newer (a second of slack either way, as some stores
+    keep whole seconds)."""
     if info is None or not path.is_file():
         return True
     if path.stat().st_size != info.size:
         return True
+    if content is not None:
+        return content(path, info)
     return newer(path, info, upload)
 
 
@@ -78,7 +87,7 @@ def sync_directory(
     delete: bool = False,
     dry_run: bool = False,
     concurrency: int = 4,
-    differs: DiffersFn = differs_by_size_mtime,
+    differs: DiffersFn = differs,
     put: PutFn | None = None,
     get: GetFn | None = None,
     listing: Iterable[ObjectInfo] | None = None,
@@ -161,7 +170,7 @@ def sync_directory(
 __all__ = [
     "DiffersFn",
     "SyncResult",
-    "differs_by_size_mtime",
+    "differs",
     "local_files",
     "newer",
     "sync_directory",

@@ -31,7 +31,7 @@ from flowport.keys import join_key, validate_key
 from flowport.parallel import bounded_map
 from flowport.retry import Retrier, RetryPolicy
 from flowport.store import CHUNK_SIZE, BaseStore, DeleteResult, ObjectInfo, Source, iter_chunks
-from flowport.sync import SyncResult, newer, sync_directory
+from flowport.sync import SyncResult, differs, sync_directory
 from flowport_gcs import errors
 from flowport_gcs.blocks import GcsBucket
 
@@ -955,16 +955,10 @@ class GcsStore(BaseStore):
                     crc32c[key] = item.get("crc32c")
                     yield replace(self._info_from(item), key=key)
 
-        def differs(path: Path, info: ObjectInfo | None, upload: bool) -> bool:
-            if info is None or not path.is_file():
-                return True
-            if path.stat().st_size != info.size:
-                return True
-            if compare != "size_mtime":
-                return crc32c.get(info.key) != crc32c_of_file(path)
-            # A second of slack either way before one side counts as newer.
-            return newer(path, info, upload)
+        def crc32c_differs(path: Path, info: ObjectInfo) -> bool:
+            return crc32c.get(info.key) != crc32c_of_file(path)
 
+        content = crc32c_differs if compare != "size_mtime" else None
         return sync_directory(
             self,
             local_dir,
@@ -973,7 +967,7 @@ class GcsStore(BaseStore):
             delete=delete,
             dry_run=dry_run,
             concurrency=concurrency,
-            differs=differs,
+            differs=lambda path, info, upload: differs(path, info, upload, content),
             listing=listing(),
             delete_error=PermanentError,
             thread_name="flowport-gcs-sync",

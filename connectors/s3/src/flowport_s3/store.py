@@ -35,7 +35,7 @@ from flowport.errors import FlowportError, InvalidInput, NotFound
 from flowport.parallel import bounded_map
 from flowport.retry import Retrier, RetryPolicy
 from flowport.store import CHUNK_SIZE, BaseStore, DeleteResult, ObjectInfo, Source
-from flowport.sync import SyncResult, newer, sync_directory
+from flowport.sync import SyncResult, differs, sync_directory
 from flowport_s3 import errors
 from flowport_s3.blocks import GiB, MiB, S3Bucket
 
@@ -745,16 +745,10 @@ class S3Store(BaseStore):
         parts_each = max(1, self.concurrency // max(1, concurrency))
         worker = self.with_options(concurrency=parts_each)
 
-        def differs(path: Path, info: ObjectInfo | None, upload: bool) -> bool:
-            if info is None or not path.is_file():
-                return True
-            if path.stat().st_size != info.size:
-                return True
-            if compare == "etag":
-                return info.etag is None or local_etag(path, info.etag, self.part_size) != info.etag
-            # S3 keeps whole seconds: allow one second either way before calling one side newer.
-            return newer(path, info, upload)
+        def etag_differs(path: Path, info: ObjectInfo) -> bool:
+            return info.etag is None or local_etag(path, info.etag, self.part_size) != info.etag
 
+        content = etag_differs if compare == "etag" else None
         return sync_directory(
             self,
             local_dir,
@@ -763,7 +757,7 @@ class S3Store(BaseStore):
             delete=delete,
             dry_run=dry_run,
             concurrency=concurrency,
-            differs=differs,
+            differs=lambda path, info, upload: differs(path, info, upload, content),
             put=lambda path, key: worker.put_file(path, key, progress=progress),
             get=lambda key, path: worker.get_file(key, path, progress=progress),
             thread_name=_THREADS,
