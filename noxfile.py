@@ -89,6 +89,14 @@ def integration_harness(session: nox.Session) -> None:
     _pytest(session, "tests/harness")
 
 
+@nox.session(name="integration-flows")
+def integration_flows(session: nox.Session) -> None:
+    """Connectors together in real flows: every connector installed side by side."""
+    session.install("./shared[testing]", *(f"./{PACKAGES[c]}" for c in CONNECTORS), *TEST_TOOLS)
+    _requirements(session, HARNESS_REQS, "tests/flows/requirements-integration.txt")
+    _pytest(session, "tests/flows/integration")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.8")
@@ -129,6 +137,7 @@ def demo(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Everything CI runs: lint, types, every unit and integration session."""
     names = ["lint", "types", *(f"unit-{p}" for p in PACKAGES), "integration-harness"]
+    names.append("integration-flows")
     names += [f"integration-{p}" for p in PACKAGES if (ROOT / "tests" / p / "integration").is_dir()]
     for name in names:
         session.notify(name)

@@ -1,0 +1,3 @@
+"""Cross-connector flows: every connector installed, every service from the harness."""
+
+from tests.services.fixtures import *  # noqa: F403
