@@ -177,20 +177,45 @@ class Database:
         return self.retry(attempt)  # type: ignore[no-any-return]
 
     def _xid(self, conn: Connection) -> Any:
-        """The id of the transaction ``conn`` is in (PostgreSQL: assigns one)."""
-        return conn.exec_driver_sql("SELECT txid_current()").scalar()
+        """What identifies the transaction ``conn`` is in: PostgreSQL's (64-bit) transaction
+        id, which this assigns, and the server's start time (to notice a restart)."""
+        xid, started = conn.exec_driver_sql(
+            "SELECT txid_current(), pg_postmaster_start_time()"
+        ).one()
+        return int(xid), started
 
-    def _committed(self, xid: Any) -> bool:
-        """Whether PostgreSQL transaction ``xid`` committed; waits out 'in progress'."""
+    def _committed(self, marker: Any) -> bool:
+        """Whether the PostgreSQL transaction ``marker`` names committed; waits out 'in
+        progress'. Raises DeliveryError when the server cannot tell for sure.
+
+        After a crash, an id whose transaction left nothing durable in the WAL can be handed
+        out again, so a 'committed' status after a restart is believed only when the id lies
+        below the next id the server recovered (its end-of-recovery checkpoint says) - or
+        when the restart was clean (its shutdown checkpoint covers every id handed out)."""
+        xid, started = marker
         deadline = time.monotonic() + COMMIT_STATUS_WAIT
         while True:
             try:
                 with self.engine.connect() as conn:
-                    status = conn.execute(text("SELECT txid_status(:x)"), {"x": xid}).scalar()
+                    now_started = conn.exec_driver_sql("SELECT pg_postmaster_start_time()").scalar()
+                    try:
+                        status = conn.execute(text("SELECT txid_status(:x)"), {"x": xid}).scalar()
+                    except sa_exc.DBAPIError as exc:
+                        if "in the future" in str(exc.orig):
+                            return False  # nothing of it reached the disk before a crash
+                        raise
+                    if status == "in progress" and now_started == started:
+                        pass  # its backend is still finishing: ask again below
+                    elif now_started == started or status != "committed":
+                        if status is None:
+                            raise self._unknown_commit(xid, "its status is no longer kept")
+                        # After a restart 'aborted' / 'in progress' (a reused id) also mean
+                        # that ours did not commit: a committed id is never handed out again.
+                        return bool(status == "committed")
+                    else:
+                        return self._committed_before_restart(conn, xid, now_started)
             except Exception as exc:
                 self.fail(exc, "SELECT txid_status(...)")
-            if status != "in progress":
-                return status == "committed"
             if time.monotonic() > deadline:
                 raise TransientError(
                     f"{self.where}: transaction {xid} is still in progress after its "
@@ -199,6 +224,30 @@ class Database:
                     target=self.where,
                 )
             time.sleep(0.2)
+
+    def _committed_before_restart(self, conn: Connection, xid: int, started: Any) -> bool:
+        try:
+            next_xid, at = conn.exec_driver_sql(
+                "SELECT next_xid, checkpoint_time FROM pg_control_checkpoint()"
+            ).one()
+        except sa_exc.DBAPIError:
+            raise self._unknown_commit(xid, "the server restarted") from None
+        if at < started:  # a clean shutdown's checkpoint: ids were never reused
+            return True
+        if (at - started).total_seconds() > 30:  # not the end-of-recovery checkpoint
+            raise self._unknown_commit(xid, "the server restarted")
+        epoch, _, low = str(next_xid).partition(":")
+        recovered = (int(epoch) << 32) | int(low)
+        return xid < recovered
+
+    def _unknown_commit(self, xid: int, why: str) -> DeliveryError:
+        return DeliveryError(
+            f"{self.where}: the connection dropped during COMMIT of transaction {xid} and "
+            f"{why}, so whether it committed cannot be told; it is not run again (check the "
+            "target, then re-run what is missing)",
+            system=self.system,
+            target=self.where,
+        )
 
     @staticmethod
     def _invalidate_if_broken(conn: Connection) -> None:
@@ -306,7 +355,7 @@ class Database:
             conn = self.engine.connect()
             try:
                 if direct:
-                    compiled = stmt.compile(dialect=self.engine.dialect)
+                    compiled = text(str(statement)).compile(dialect=self.engine.dialect)
                     cursor = _driver_connection(conn).cursor(name=f"flowport_{uuid.uuid4().hex}")
                     cursor.execute(str(compiled), compiled.construct_params(dict(params or {})))
                     first = cursor.fetchmany(batch_size)
