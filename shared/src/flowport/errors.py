@@ -7,6 +7,8 @@ Connectors raise these ``from`` the client's exception so the original stays cha
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class FlowportError(Exception):
     """Base of every error flowport raises on purpose.
@@ -86,11 +88,16 @@ class DeliveryError(PermanentError):
     """Some items of a batch were not delivered; the message says how many and which."""
 
 
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised ``from``, each once (a cycle ends the walk)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__
+
+
 def is_permanent(exc: BaseException) -> bool:
     """True when ``exc`` is, or was raised from, a :class:`PermanentError`."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, PermanentError):
-            return True
-        seen = seen.__cause__
-    return False
+    return any(isinstance(seen, PermanentError) for seen in causes(exc))

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowport.errors import FlowportError
+from flowport.errors import FlowportError, causes
 from flowport.secrets import redact
 
 T = TypeVar("T")
@@ -63,12 +63,10 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 def retry_after(exc: BaseException) -> float | None:
     """The Retry-After hint (seconds) carried by ``exc`` or an exception it was raised from."""
-    seen: BaseException | None = exc
-    while seen is not None:
+    for seen in causes(exc):
         hint = getattr(seen, "retry_after", None)
         if isinstance(hint, int | float) and hint >= 0:
             return float(hint)
-        seen = seen.__cause__
     return None
 
 
@@ -145,12 +143,46 @@ class Retrier:
 
     def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Call ``fn(*args, **kwargs)``, retrying transient failures under the policy."""
-        if self.policy.attempts == 1:
+        # Fast path: a first attempt that succeeds never builds tenacity's machinery.
+        try:
             return fn(*args, **kwargs)
-        return tenacity.Retrying(**self._kwargs())(fn, *args, **kwargs)
+        except Exception as exc:
+            if self.policy.attempts == 1 or not self.should_retry(exc):
+                raise
+            first = exc
+        result: T = tenacity.Retrying(**self._kwargs())(_Replay(first, fn), *args, **kwargs)
+        return result
 
     async def acall(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Await ``fn(*args, **kwargs)``, retrying transient failures under the policy."""
-        if self.policy.attempts == 1:
+        try:
             return await fn(*args, **kwargs)
-        return await tenacity.AsyncRetrying(**self._kwargs())(fn, *args, **kwargs)
+        except Exception as exc:
+            if self.policy.attempts == 1 or not self.should_retry(exc):
+                raise
+            first = exc
+        retrying = tenacity.AsyncRetrying(**self._kwargs())
+        result: T = await retrying(_AsyncReplay(first, fn), *args, **kwargs)
+        return result
+
+
+class _Replay:
+    """Hands tenacity the first attempt's failure as its attempt 1, then calls ``fn``."""
+
+    def __init__(self, first: BaseException, fn: Callable[..., Any]):
+        self.first: BaseException | None = first
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.first is not None:
+            first, self.first = self.first, None
+            raise first
+        return self.fn(*args, **kwargs)
+
+
+class _AsyncReplay(_Replay):
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.first is not None:
+            first, self.first = self.first, None
+            raise first
+        return await self.fn(*args, **kwargs)

@@ -80,3 +80,10 @@ def test_redact_masks_revealed_values_urls_and_pairs() -> None:
 
 def test_reveal_none() -> None:
     assert reveal(None) is None
+
+
+def test_cause_cycles_end_the_walk() -> None:
+    a, b = RuntimeError("a"), RuntimeError("b")
+    a.__cause__, b.__cause__ = b, a
+    assert not errors.is_permanent(a)
+    assert [str(e) for e in errors.causes(a)] == ["a", "b"]
