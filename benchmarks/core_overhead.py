@@ -55,7 +55,7 @@ def main() -> None:
 
     @flow
     def measure() -> dict[str, list[float]]:
-        for i in range(20):  # warm both paths
+        for i in range(200):  # warm both paths
             bare_increment(i)
             increment(i)
         times: dict[str, list[float]] = {"bare @task": [], "RetryingTask": []}
