@@ -78,13 +78,10 @@ def test_prefect_collection_entry_point() -> None:
     assert "flowport_gcs.blocks" in names
 
 
-def _s3_signatures() -> dict[str, list[tuple[str, str, str | None]]]:
-    """(name, kind, default source) of every flowport-s3 task's run(), read from its source."""
+def _run_params(tree: Any) -> dict[str, list[tuple[str, str, str | None]]]:
+    """(name, kind, default source) of run() in each class of ``tree`` defining one itself."""
     import ast
-    from pathlib import Path
 
-    source = Path(__file__).resolve().parents[3] / "connectors/s3/src/flowport_s3/tasks.py"
-    tree = ast.parse(source.read_text())
     runs: dict[str, list[tuple[str, str, str | None]]] = {}
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
@@ -102,6 +99,32 @@ def _s3_signatures() -> dict[str, list[tuple[str, str, str | None]]]:
                         for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)
                     ]
                     runs[node.name] = params
+    return runs
+
+
+def _s3_signatures() -> dict[str, list[tuple[str, str, str | None]]]:
+    """(name, kind, default source) of every flowport-s3 task's run(), read from its source.
+
+    A task class without its own run() inherits it from ``store_tasks.<Name>`` (flowport's
+    shared store tasks): that run() is read from flowport's source instead.
+    """
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    tree = ast.parse((root / "connectors/s3/src/flowport_s3/tasks.py").read_text())
+    shared = _run_params(ast.parse((root / "shared/src/flowport/store_tasks.py").read_text()))
+    runs = _run_params(tree)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name not in runs:
+            for base in node.bases:
+                if (
+                    isinstance(base, ast.Attribute)
+                    and isinstance(base.value, ast.Name)
+                    and base.value.id == "store_tasks"
+                    and base.attr in shared
+                ):
+                    runs[node.name] = shared[base.attr]
     instances: dict[str, list[tuple[str, str, str | None]]] = {}
     for node in tree.body:
         if (

@@ -14,18 +14,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from flowport import store_tasks
 from flowport.artifacts import summarise
 from flowport.errors import DeliveryError, InvalidInput
 from flowport.keys import local_path
 from flowport.progress import Progress
-from flowport.store import CHUNK_SIZE, DeleteResult, ObjectInfo, Source
-from flowport.task import RetryingTask
+from flowport.store import CHUNK_SIZE, BaseStore, DeleteResult, ObjectInfo, Source
+from flowport.store_tasks import StoreTask
 from flowport_gcs import errors
 from flowport_gcs.blocks import GcsBucket
 from flowport_gcs.store import GcsStore, SyncResult
 
 
-class GcsTask(RetryingTask):
+class GcsTask(StoreTask):
     """Base of this connector's tasks: supplies the transient predicate and the store."""
 
     tags = ("flowport", "gcs")
@@ -37,8 +38,8 @@ class GcsTask(RetryingTask):
         """A store retrying under this call's policy (captured here, safe to use in threads)."""
         return GcsStore(bucket, retrier=self.retrier)
 
-    def _transfer_row(
-        self, store: GcsStore, key: str, size: int, started: float, **extra: Any
+    def transfer_row(
+        self, store: BaseStore, key: str, size: int, started: float, **extra: Any
     ) -> None:
         seconds = max(time.perf_counter() - started, 1e-9)
         row = {
@@ -60,7 +61,7 @@ class _Upload(GcsTask):
             store.on_bytes = progress.advance
             info: ObjectInfo = put(store)
         stats = store.last_upload
-        self._transfer_row(
+        self.transfer_row(
             store,
             key,
             info.size,
@@ -190,20 +191,13 @@ class DownloadFile(GcsTask):
         with Progress(f"download {store.url_for(key)}", total=size) as progress:
             store.on_bytes = progress.advance
             info = store.get_file(key, target)
-        self._transfer_row(store, key, info.size, started, destination=str(target))
+        self.transfer_row(store, key, info.size, started, destination=str(target))
         return target
 
 
-class DownloadBytes(GcsTask):
+class DownloadBytes(GcsTask, store_tasks.DownloadBytes):
     """The content of ``key`` as bytes (whole in memory: use download_file or download_stream
     for big objects)."""
-
-    def run(self, bucket: GcsBucket, key: str) -> bytes:
-        store = self.store(bucket)
-        started = time.perf_counter()
-        data = store.get_bytes(key)
-        self._transfer_row(store, key, len(data), started)
-        return data
 
 
 class DownloadStream(GcsTask):
@@ -230,30 +224,14 @@ class DownloadStream(GcsTask):
                 write(chunk)
                 total += len(chunk)
                 progress.advance(len(chunk))
-        self._transfer_row(store, key, total, started)
+        self.transfer_row(store, key, total, started)
         return total
 
 
-class ListObjects(GcsTask):
+class ListObjects(GcsTask, store_tasks.ListObjects):
     """Objects under ``prefix`` (relative to the block's prefix), one retried request per page,
     filtered by ``glob`` ('*' within a segment, '**' across); ``recursive=False`` lists one
     level, with sub-prefixes as entries ending in '/'. ``limit`` stops early."""
-
-    def run(
-        self,
-        bucket: GcsBucket,
-        prefix: str = "",
-        *,
-        glob: str | None = None,
-        recursive: bool = True,
-        limit: int | None = None,
-    ) -> list[ObjectInfo]:
-        out: list[ObjectInfo] = []
-        for info in self.store(bucket).list(prefix, glob=glob, recursive=recursive):
-            if limit is not None and len(out) >= limit:
-                break
-            out.append(info)
-        return out
 
 
 class DeleteObjects(GcsTask):
@@ -375,32 +353,16 @@ class Sync(GcsTask):
         return result
 
 
-class PresignedUrl(GcsTask):
+class PresignedUrl(GcsTask, store_tasks.PresignedUrl):
     """A v4 signed URL for ``method`` on ``key``, valid ``expires`` seconds."""
 
-    def run(
-        self,
-        bucket: GcsBucket,
-        key: str,
-        *,
-        method: Literal["GET", "PUT"] = "GET",
-        expires: int = 3600,
-    ) -> str:
-        return self.store(bucket).presign(key, method=method, expires=expires)
 
-
-class Exists(GcsTask):
+class Exists(GcsTask, store_tasks.Exists):
     """Whether ``key`` exists (one metadata request)."""
 
-    def run(self, bucket: GcsBucket, key: str) -> bool:
-        return self.store(bucket).exists(key)
 
-
-class Stat(GcsTask):
+class Stat(GcsTask, store_tasks.Stat):
     """Size, etag and modification time of ``key``; NotFound if absent."""
-
-    def run(self, bucket: GcsBucket, key: str) -> ObjectInfo:
-        return self.store(bucket).stat(key)
 
 
 class ObjectMetadata(GcsTask):

@@ -14,19 +14,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from flowport import store_tasks
 from flowport.artifacts import summarise
 from flowport.errors import DeliveryError, InvalidInput
 from flowport.keys import local_path
 from flowport.progress import Progress
 from flowport.retry import RetryPolicy
 from flowport.store import CHUNK_SIZE, DeleteResult, ObjectInfo, Source
-from flowport.task import RetryingTask
+from flowport.store_tasks import StoreTask
 from flowport_s3 import errors
 from flowport_s3.blocks import S3Bucket
 from flowport_s3.store import S3_RETRY_POLICY, S3Store, SyncResult
 
 
-class S3Task(RetryingTask):
+class S3Task(StoreTask):
     """Base of the S3 tasks: the transient predicate and a store bound to the call's retrier."""
 
     tags = ("flowport", "s3")
@@ -124,15 +125,8 @@ class DownloadFile(S3Task):
         return target
 
 
-class DownloadBytes(S3Task):
+class DownloadBytes(S3Task, store_tasks.DownloadBytes):
     """Download a whole object into memory (use download_file or download_stream for big ones)."""
-
-    def run(self, bucket: S3Bucket, key: str) -> bytes:
-        started = time.perf_counter()
-        store = self.store(bucket)
-        data = store.get_bytes(key)
-        self.summarise([{"object": store.url_for(key), "objects": 1, "bytes": len(data)}], started)
-        return data
 
 
 class DownloadStream(S3Task):
@@ -162,26 +156,10 @@ class DownloadStream(S3Task):
         return total
 
 
-class ListObjects(S3Task):
+class ListObjects(S3Task, store_tasks.ListObjects):
     """List objects under ``prefix``: every page fetched lazily (one retried request each),
     filtered by ``glob`` ('*' within a segment, '**' across); ``recursive=False`` lists one
     level, with sub-prefixes as entries ending in '/'. ``limit`` stops early."""
-
-    def run(
-        self,
-        bucket: S3Bucket,
-        prefix: str = "",
-        *,
-        glob: str | None = None,
-        recursive: bool = True,
-        limit: int | None = None,
-    ) -> list[ObjectInfo]:
-        out: list[ObjectInfo] = []
-        for info in self.store(bucket).list(prefix, glob=glob, recursive=recursive):
-            if limit is not None and len(out) >= limit:
-                break
-            out.append(info)
-        return out
 
 
 class DeleteObjects(S3Task):
@@ -296,32 +274,16 @@ class Sync(S3Task):
         return result
 
 
-class PresignedUrl(S3Task):
+class PresignedUrl(S3Task, store_tasks.PresignedUrl):
     """A presigned GET or PUT URL for ``key``, valid for ``expires`` seconds (at most 7 days)."""
 
-    def run(
-        self,
-        bucket: S3Bucket,
-        key: str,
-        *,
-        method: Literal["GET", "PUT"] = "GET",
-        expires: int = 3600,
-    ) -> str:
-        return self.store(bucket).presign(key, method=method, expires=expires)
 
-
-class Exists(S3Task):
+class Exists(S3Task, store_tasks.Exists):
     """True when ``key`` exists (HeadObject)."""
 
-    def run(self, bucket: S3Bucket, key: str) -> bool:
-        return self.store(bucket).exists(key)
 
-
-class Stat(S3Task):
+class Stat(S3Task, store_tasks.Stat):
     """Size, ETag and last-modified time of ``key`` (HeadObject); NotFound if absent."""
-
-    def run(self, bucket: S3Bucket, key: str) -> ObjectInfo:
-        return self.store(bucket).stat(key)
 
 
 class CheckBucket(S3Task):

@@ -1,0 +1,98 @@
+"""Object-store tasks whose body is the same on every connector, written once.
+
+A connector subclasses :class:`StoreTask` (supplying ``is_transient`` and ``store(bucket)``),
+then declares each shared task by mixing its base with the generic class here::
+
+    class ListObjects(S3Task, store_tasks.ListObjects):
+        \"\"\"...\"\"\"
+
+The connector's base comes first in the MRO, so its ``store``/``is_transient`` win, while ``run``
+(and so the Prefect signature and the snake_case task name of the subclass) comes from here.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from typing import Any, Literal
+
+from prefect.blocks.core import Block
+
+from flowport.artifacts import summarise
+from flowport.store import BaseStore, ObjectInfo
+from flowport.task import RetryingTask
+
+
+class StoreTask(RetryingTask):
+    """Base of object-store tasks: ``store(bucket)`` gives a store bound to the call's retrier."""
+
+    @abc.abstractmethod
+    def store(self, bucket: Any) -> BaseStore:
+        """A store for ``bucket`` using this call's retrier (capture it before using threads)."""
+
+    def transfer_row(
+        self, store: BaseStore, key: str, size: int, started: float, **extra: Any
+    ) -> None:
+        """Publish the summary artifact row of one object transferred since ``started``."""
+        seconds = round(time.perf_counter() - started, 3)
+        row = {"object": store.url_for(key), "objects": 1, "bytes": size, **extra}
+        summarise(self.name, [{**row, "seconds": seconds}])
+
+
+class DownloadBytes(StoreTask):
+    """Download a whole object into memory."""
+
+    def run(self, bucket: Block, key: str) -> bytes:
+        started = time.perf_counter()
+        store = self.store(bucket)
+        data = store.get_bytes(key)
+        self.transfer_row(store, key, len(data), started)
+        return data
+
+
+class ListObjects(StoreTask):
+    """List objects under ``prefix``, filtered by ``glob``; ``limit`` stops early."""
+
+    def run(
+        self,
+        bucket: Block,
+        prefix: str = "",
+        *,
+        glob: str | None = None,
+        recursive: bool = True,
+        limit: int | None = None,
+    ) -> list[ObjectInfo]:
+        out: list[ObjectInfo] = []
+        for info in self.store(bucket).list(prefix, glob=glob, recursive=recursive):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(info)
+        return out
+
+
+class PresignedUrl(StoreTask):
+    """A presigned GET or PUT URL for ``key``, valid for ``expires`` seconds."""
+
+    def run(
+        self,
+        bucket: Block,
+        key: str,
+        *,
+        method: Literal["GET", "PUT"] = "GET",
+        expires: int = 3600,
+    ) -> str:
+        return self.store(bucket).presign(key, method=method, expires=expires)
+
+
+class Exists(StoreTask):
+    """True when ``key`` exists."""
+
+    def run(self, bucket: Block, key: str) -> bool:
+        return self.store(bucket).exists(key)
+
+
+class Stat(StoreTask):
+    """Size, ETag and modification time of ``key``; NotFound if absent."""
+
+    def run(self, bucket: Block, key: str) -> ObjectInfo:
+        return self.store(bucket).stat(key)
