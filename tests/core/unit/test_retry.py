@@ -71,13 +71,10 @@ def test_transient_flowport_error_retried_without_predicate() -> None:
 def test_deadline_stops_new_attempts() -> None:
     policy = RetryPolicy(attempts=100, initial_delay=0.2, max_delay=0.2, jitter=False, deadline=0.5)
     fn = Flaky(*[ConnectionError("down")] * 100)
-    start = time.monotonic()
     with pytest.raises(ConnectionError):
         policy.bind(transient_oserror)(fn)
-    elapsed = time.monotonic() - start
     # No attempt starts after the deadline: 0.2 s waits fit 0.5 s at most twice.
     assert fn.calls == 3
-    assert elapsed < 100 * 0.2  # far from what the attempt count alone would allow
 
 
 def test_retry_after_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:

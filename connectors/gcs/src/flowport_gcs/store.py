@@ -763,9 +763,9 @@ class GcsStore(BaseStore):
         }
         if not recursive:
             params["delimiter"] = "/"
-        token: str | None = None
+        page_token: str | None = None
         while True:
-            page_params = {**params, **({"pageToken": token} if token else {})}
+            page_params = {**params, **({"pageToken": page_token} if page_token else {})}
 
             def fetch(p: dict[str, str] = page_params) -> dict[str, Any]:
                 resp = self._request("GET", url, params=p)
@@ -776,8 +776,8 @@ class GcsStore(BaseStore):
             entries += [(p, {"prefix": p}) for p in page.get("prefixes", [])]
             for _, entry in sorted(entries, key=lambda e: e[0]):
                 yield entry
-            token = page.get("nextPageToken")
-            if not token:
+            page_token = page.get("nextPageToken")
+            if not page_token:
                 return
 
     # -- delete, copy, presign ---------------------------------------------------------
@@ -849,15 +849,15 @@ class GcsStore(BaseStore):
         target = dest_store or self
         source = self._blob(src)
         dest = target._blob(dst, for_write=True)
-        token: str | None = None
+        rewrite_token: str | None = None
         while True:
             try:
-                token, _, _ = self._call(
+                rewrite_token, _, _ = self._call(
                     f"copy from {self._gs(src)}",
                     dst,
                     dest.rewrite,
                     source,
-                    token=token,
+                    token=rewrite_token,
                     retry=None,
                     timeout=self.creds.timeout,
                     **pre.kwargs(),
@@ -869,7 +869,7 @@ class GcsStore(BaseStore):
                     system=self.system,
                     target=self._gs(src),
                 ) from exc
-            if token is None:
+            if rewrite_token is None:
                 break
         if dest.size is None:  # some servers answer a rewrite without the resource
             return target._stat(dst)
