@@ -29,16 +29,20 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    attempts: int = Field(5, ge=1, description="Tries in all, the first one included.")
+    attempts: int = Field(default=5, ge=1, description="Tries in all, the first one included.")
     initial_delay: float = Field(
-        0.2, ge=0, description="Backoff ceiling after the first failure (s)."
+        default=0.2, ge=0, description="Backoff ceiling after the first failure (s)."
     )
-    max_delay: float = Field(20.0, ge=0, description="Cap on any single wait (s).")
-    multiplier: float = Field(2.0, ge=1, description="Growth of the backoff ceiling per attempt.")
+    max_delay: float = Field(default=20.0, ge=0, description="Cap on any single wait (s).")
+    multiplier: float = Field(
+        default=2.0, ge=1, description="Growth of the backoff ceiling per attempt."
+    )
     deadline: float | None = Field(
-        300.0, gt=0, description="No new attempt starts after this many seconds (None: no limit)."
+        default=300.0,
+        gt=0,
+        description="No new attempt starts after this many seconds (None: no limit).",
     )
-    jitter: bool = Field(True, description="Full jitter: wait uniformly in [0, ceiling].")
+    jitter: bool = Field(default=True, description="Full jitter: wait uniformly in [0, ceiling].")
 
     def replace(self, **changes: Any) -> RetryPolicy:
         """A copy with ``changes`` applied and validated."""

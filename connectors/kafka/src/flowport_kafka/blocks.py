@@ -88,21 +88,25 @@ class KafkaConnection(LazyClients, Block):
         description="Comma-separated host:port list of brokers, e.g. 'k1:9092,k2:9092'."
     )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="How clients talk to brokers."
+        default="PLAINTEXT", description="How clients talk to brokers."
     )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
-        Field(None, description="SASL mechanism (with SASL_* protocols).")
+        Field(default=None, description="SASL mechanism (with SASL_* protocols).")
     )
-    sasl_username: str | None = Field(None, description="SASL user name.")
-    sasl_password: SecretStr | None = Field(None, description="SASL password (kept secret).")
-    ssl_cafile: str | None = Field(None, description="CA bundle (PEM) to verify brokers.")
-    ssl_certfile: str | None = Field(None, description="Client certificate (PEM) for mTLS.")
-    ssl_keyfile: str | None = Field(None, description="Client private key (PEM) for mTLS.")
-    ssl_password: SecretStr | None = Field(None, description="Password of the key file.")
-    client_id: str = Field("flowport", description="Client id the brokers see in logs/quotas.")
-    request_timeout: float = Field(30.0, gt=0, description="Per-request timeout (s).")
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (kept secret)."
+    )
+    ssl_cafile: str | None = Field(default=None, description="CA bundle (PEM) to verify brokers.")
+    ssl_certfile: str | None = Field(default=None, description="Client certificate (PEM) for mTLS.")
+    ssl_keyfile: str | None = Field(default=None, description="Client private key (PEM) for mTLS.")
+    ssl_password: SecretStr | None = Field(default=None, description="Password of the key file.")
+    client_id: str = Field(
+        default="flowport", description="Client id the brokers see in logs/quotas."
+    )
+    request_timeout: float = Field(default=30.0, gt=0, description="Per-request timeout (s).")
     bootstrap_timeout: float = Field(
-        30.0, gt=0, description="How long a new client tries to reach a broker (s)."
+        default=30.0, gt=0, description="How long a new client tries to reach a broker (s)."
     )
     extra_settings: dict[str, Any] = Field(
         default_factory=dict,
