@@ -1,42 +1,43 @@
-"""The ``flowport`` command: ``plugins list`` and ``check <connector> --block NAME``."""
+"""The ``flowport`` command: ``--version``, ``plugins list``, ``check <connector> --block NAME``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from flowport.errors import FlowportError
-from flowport.plugins import discover_connectors, get_connector
+from flowport.plugins import broken_plugins, discover_connectors, get_connector, loaded_plugins
 from flowport.secrets import redact
 
 
-def _plugins_list() -> int:
+def _plugins_list(width: int = 100) -> int:
+    """Connectors, then behaviour plugins; long lists wrap so the output fits ``width`` columns."""
     entries = discover_connectors()
     if not entries:
         print("no flowport connectors installed (try: pip install flowport-s3)")
-        return 0
-    rows = [("NAME", "VERSION", "STATUS", "TASKS", "BLOCKS")]
     for name, entry in sorted(entries.items()):
         status = entry.status
-        if entry.connector is not None:
-            c = entry.connector
-            rows.append(
-                (
-                    name,
-                    c.version,
-                    status,
-                    ", ".join(c.tasks),
-                    ", ".join(b.__name__ for b in c.blocks),
-                )
-            )
-        else:
-            rows.append((name, "?", status, "", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
-        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[4]]))
+        c = entry.connector
+        print(f"{name} {c.version if c else '?'}: {'ok' if c else ''}".rstrip())
+        if c is None:
+            _wrapped(status, width)
+            continue
+        _wrapped(f"tasks: {', '.join(c.tasks)}", width)
+        _wrapped(f"blocks: {', '.join(b.__name__ for b in c.blocks)}", width)
+    loaded, broken = loaded_plugins(), broken_plugins()
+    if loaded or broken:
+        print("behaviour plugins:")
+    for name, dist in sorted(loaded.items()):
+        _wrapped(f"{name} ({dist}): ok", width)
+    for reason in broken.values():
+        _wrapped(f"broken: {reason}", width)
     return 0
+
+
+def _wrapped(text: str, width: int) -> None:
+    print(textwrap.fill(text, width, initial_indent="  ", subsequent_indent="    "))
 
 
 def _check(name: str, block_name: str) -> int:
@@ -57,8 +58,15 @@ def _check(name: str, block_name: str) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("flowport")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flowport", description="Flowport connectors for Prefect")
+    parser.add_argument("--version", action="version", version=f"flowport {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     plugins = sub.add_parser("plugins", help="installed connectors")
     plugins.add_argument("action", choices=["list"])

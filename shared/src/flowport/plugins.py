@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,11 @@ from flowport.errors import ConfigError
 CONNECTOR_GROUP = "flowport.connectors"
 PLUGIN_GROUP = "flowport.plugins"
 AUTOLOAD_OFF_ENV = "FLOWPORT_DISABLE_PLUGIN_AUTOLOAD"
+
+_log = logging.getLogger("flowport.plugins")
+# Filled once, when the process-wide plugin manager autoloads: entry point name -> reason / dist.
+_broken: dict[str, str] = {}
+_sources: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -127,12 +133,43 @@ def get_connector(name: str) -> Connector:
 
 @functools.cache
 def plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, created on first use with autoloaded plugins."""
+    """The process-wide plugin manager, created on first use with autoloaded plugins.
+
+    A behaviour plugin that fails to import is reported by :func:`broken_plugins` and in
+    ``flowport plugins list``, never raised into the tasks that merely fire hooks.
+    """
     pm = pluggy.PluginManager("flowport")
     pm.add_hookspecs(hookspecs)
     if not os.environ.get(AUTOLOAD_OFF_ENV):
-        pm.load_setuptools_entrypoints(PLUGIN_GROUP)
+        for ep in entry_points(group=PLUGIN_GROUP):
+            if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+                continue
+            dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+            try:
+                pm.register(ep.load(), name=ep.name)
+                _sources[ep.name] = dist
+            except Exception as exc:  # a broken plugin must not break every task
+                _broken[ep.name] = (
+                    f"plugin '{ep.name}' from {dist} failed to load ({type(exc).__name__}: "
+                    f"{exc}); try: pip install --force-reinstall '{dist}'"
+                )
+                _log.warning("flowport: %s", _broken[ep.name])
     return pm
+
+
+def broken_plugins() -> dict[str, str]:
+    """Autoloaded behaviour plugins that failed to load, by entry point name, with the reason."""
+    plugin_manager()
+    return dict(_broken)
+
+
+def loaded_plugins() -> dict[str, str]:
+    """Registered behaviour plugins by name, with the distribution (or 'runtime') they came from."""
+    return {
+        name: _sources.get(name, "runtime")
+        for name, plugin in plugin_manager().list_name_plugin()
+        if plugin is not None
+    }
 
 
 def hook() -> Any:

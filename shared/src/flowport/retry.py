@@ -8,7 +8,6 @@ Retry-After hint is honoured; every retry is logged and reaches the plugin hooks
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -17,11 +16,10 @@ import tenacity
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowport.errors import FlowportError, causes
+from flowport.progress import run_logger
 from flowport.secrets import redact
 
 T = TypeVar("T")
-
-_log = logging.getLogger("flowport.retry")
 
 
 class RetryPolicy(BaseModel):
@@ -74,17 +72,6 @@ def retry_after(exc: BaseException) -> float | None:
     return None
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """Prefect's run logger inside a flow or task run, the stdlib logger elsewhere."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    if TaskRunContext.get() or FlowRunContext.get():
-        from prefect.logging import get_run_logger
-
-        return get_run_logger()
-    return _log
-
-
 class Retrier:
     """Runs a callable under a policy, retrying only what the predicate calls transient."""
 
@@ -126,7 +113,7 @@ class Retrier:
         exc = state.outcome.exception() if state.outcome else None
         assert exc is not None  # tenacity only sleeps after a failure
         delay = state.upcoming_sleep
-        _logger().warning(
+        run_logger("flowport.retry").warning(
             "%s: attempt %d/%d failed with %s: %s; retrying in %.2fs",
             self.name,
             state.attempt_number,
@@ -145,6 +132,19 @@ class Retrier:
             exception=exc,
         )
 
+    def _gave_up(self, exc: Exception, stats: dict[str, Any]) -> None:
+        """Say so when the attempts or the deadline ran out, not when a permanent error ended it."""
+        if not self.should_retry(exc):
+            return
+        attempts = stats.get("attempt_number", self.policy.attempts)
+        seconds = stats.get("delay_since_first_attempt", 0.0)
+        note = f"{self.name}: gave up after {attempts} attempts in {seconds:.1f} s"
+        run_logger("flowport.retry").error(
+            "%s; last error %s: %s", note, type(exc).__name__, redact(str(exc))
+        )
+        if hasattr(exc, "add_note"):  # Python 3.11+: the traceback says it too
+            exc.add_note(note)
+
     def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Call ``fn(*args, **kwargs)``, retrying transient failures under the policy."""
         # Fast path: a first attempt that succeeds never builds tenacity's machinery.
@@ -154,7 +154,12 @@ class Retrier:
             if self.policy.attempts == 1 or not self.should_retry(exc):
                 raise
             first = exc
-        result: T = tenacity.Retrying(**self._kwargs())(_Replay(first, fn), *args, **kwargs)
+        retrying = tenacity.Retrying(**self._kwargs())
+        try:
+            result: T = retrying(_Replay(first, fn), *args, **kwargs)
+        except Exception as exc:
+            self._gave_up(exc, retrying.statistics)
+            raise
         return result
 
     async def acall(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
@@ -166,7 +171,11 @@ class Retrier:
                 raise
             first = exc
         retrying = tenacity.AsyncRetrying(**self._kwargs())
-        result: T = await retrying(_AsyncReplay(first, fn), *args, **kwargs)
+        try:
+            result: T = await retrying(_AsyncReplay(first, fn), *args, **kwargs)
+        except Exception as exc:
+            self._gave_up(exc, retrying.statistics)
+            raise
         return result
 
 

@@ -18,17 +18,33 @@ import inspect
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
-from prefect import Task
+from prefect import Task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.utilities.annotations import opaque
+from pydantic import BaseModel
+from typing_extensions import ParamSpec, Self
 
 from flowport.errors import is_permanent
 from flowport.plugins import hook
 from flowport.retry import Retrier, RetryPolicy
 
+if TYPE_CHECKING:
+    from prefect.futures import PrefectFuture, PrefectFutureList
+
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R", covariant=True)
+
+
+class _Runs(Protocol[P, R]):
+    """What type checkers see of a task: its ``run``, whose parameters and return type every
+    call, ``.submit()`` and ``.fn`` take on."""
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
 
 _retrier: contextvars.ContextVar[Retrier | None] = contextvars.ContextVar(
     "flowport_retrier", default=None
@@ -51,6 +67,10 @@ def _task_name(cls: type) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
 
 
+def _whole(value: Any) -> Any:
+    return unmapped(value) if isinstance(value, BaseModel) else value
+
+
 class RetryingTask(abc.ABC):
     """A prebuilt Prefect task whose idempotent units retry transient errors only.
 
@@ -66,6 +86,9 @@ class RetryingTask(abc.ABC):
     tags: ClassVar[tuple[str, ...]] = ()
     #: The in-task retry policy; overridable per instance and per call.
     retry_policy: RetryPolicy = RetryPolicy()
+    #: Parameters that carry data (row lists, bytes): Prefect resolves a future passed there
+    #: but never walks the value looking for inputs, which costs seconds on large lists.
+    payload_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -107,6 +130,14 @@ class RetryingTask(abc.ABC):
         }
         options.update(task_options or {})
         self._task: Task[Any, Any] = Task(fn=self._make_fn(), **options)
+        self._task.task_key = self._task_key()
+        self.__signature__ = self.signature  # inspect.signature(task) shows run's parameters
+        self._payload_positions = {
+            name: i
+            for i, name in enumerate(self.signature.parameters)
+            if name in self.payload_params
+            and self.signature.parameters[name].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        }
 
     # -- what subclasses provide ---------------------------------------------------------
 
@@ -209,32 +240,64 @@ class RetryingTask(abc.ABC):
         return self._task.name
 
     @property
-    def fn(self) -> Callable[..., Any]:
+    def fn(self: _Runs[P, R]) -> Callable[P, R]:
         """The task body without Prefect (no task run), still with flowport's retries and hooks."""
-        return self._task.fn
+        this: RetryingTask = self  # type: ignore[assignment]
+        body: Callable[P, R] = this._task.fn
+        return body
 
     @property
     def prefect_task(self) -> Task[Any, Any]:
         """The underlying ``prefect.Task``."""
         return self._task
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._task(*args, **kwargs)
+    def _task_key(self) -> str:
+        """Module, class and task name: distinct per task, stable across processes, so Prefect's
+        task workers (``serve`` + ``.delay()``) run the right body."""
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}.{self._task.name}"
 
-    def submit(self, *args: Any, **kwargs: Any) -> Any:
-        return self._task.submit(*args, **kwargs)
+    def _shield(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """Wrap payload arguments in ``opaque`` so Prefect does not traverse them."""
+        if self.payload_params:
+            args = tuple(
+                opaque(a) if i in self._payload_positions.values() else a
+                for i, a in enumerate(args)
+            )
+            for name in self.payload_params:
+                if name in kwargs:
+                    kwargs[name] = opaque(kwargs[name])
+        return args
 
-    def map(self, *args: Any, **kwargs: Any) -> Any:
-        return self._task.map(*args, **kwargs)
+    def __call__(self: _Runs[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        this: RetryingTask = self  # type: ignore[assignment]
+        return cast(R, this._task(*this._shield(args, kwargs), **kwargs))
 
-    def with_options(self, *, retry_policy: RetryPolicy | None = None, **options: Any) -> Any:
+    def submit(self: _Runs[P, R], *args: P.args, **kwargs: P.kwargs) -> PrefectFuture[R]:
+        this: RetryingTask = self  # type: ignore[assignment]
+        future: PrefectFuture[R] = this._task.submit(*this._shield(args, kwargs), **kwargs)
+        return future
+
+    def map(self: _Runs[..., R], *args: Any, **kwargs: Any) -> PrefectFutureList[R]:
+        """Prefect's ``map``; blocks and retry policies (pydantic models, which iterate as their
+        fields) are passed to every run whole, as if wrapped in ``unmapped``."""
+        this: RetryingTask = self  # type: ignore[assignment]
+        args = tuple(_whole(a) for a in args)
+        kwargs = {k: _whole(v) for k, v in kwargs.items()}
+        futures: PrefectFutureList[R] = this._task.map(*args, **kwargs)
+        return futures
+
+    def with_options(self, *, retry_policy: RetryPolicy | None = None, **options: Any) -> Self:
         """A copy with Prefect task options (name, tags, retries, timeout_seconds, ...) changed
-        and, optionally, another in-task retry policy."""
+        and, optionally, another in-task retry policy. New tags add to the connector's own."""
         new = copy.copy(self)
         if retry_policy is not None:
             new.retry_policy = retry_policy
+        if "tags" in options:
+            options["tags"] = list(dict.fromkeys([*self.tags, *(options["tags"] or ())]))
         new._task = self._task.with_options(**options)
         new._task.fn = new._make_fn()
+        new._task.task_key = new._task_key()
         return new
 
     def __getattr__(self, item: str) -> Any:

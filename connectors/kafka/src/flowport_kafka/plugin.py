@@ -17,9 +17,8 @@ def check(block: KafkaConnection) -> str:
         request_timeout=min(block.request_timeout, CHECK_TIMEOUT),
     )
     try:
-        topics = tasks.list_topics.fn(
-            quick, retry_policy=tasks.list_topics.retry_policy.replace(attempts=1)
-        )
+        once = tasks.list_topics.retry_policy.replace(attempts=1)
+        topics = tasks.list_topics.with_options(retry_policy=once).fn(quick)
     finally:
         quick.close()
     return f"Kafka at {block.bootstrap_servers}: {len(topics)} topic(s)"
