@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import re
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -90,7 +92,9 @@ def test_table_artifact_summarises_transfer(bucket: S3Bucket) -> None:
         async with get_client() as client:
             return await client.read_artifacts(
                 artifact_filter=ArtifactFilter(
-                    key=ArtifactFilterKey(any_=["flowport-upload-bytes"])
+                    key=ArtifactFilterKey(
+                        any_=[f"flowport-one-upload-bytes-s3-{bucket.bucket_name}"]
+                    )
                 )
             )
 
@@ -288,3 +292,94 @@ def test_get_stream_bounded_chunks(bucket: S3Bucket) -> None:
     sizes = [len(c) for c in store.get_stream("gs", chunk_size=MiB)]
     assert max(sizes) <= MiB and sum(sizes) == len(data)
     assert sha256_of(store.get_stream("gs")) == hashlib.sha256(data).hexdigest()
+
+
+def _count_calls(bucket: S3Bucket) -> tuple[list[str], Any]:
+    """Every S3 operation the block's client sends, by name (a botocore event hook)."""
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    bucket.client().meta.events.register("before-call.s3.*", record)
+    return calls, record
+
+
+@pytest.mark.parametrize("size", [5, 20 * MiB + 1], ids=["single-get", "ranged-gets"])
+def test_download_file_sends_one_head_object(bucket: S3Bucket, tmp_path: Path, size: int) -> None:
+    data = pattern(size, 4)
+    S3Store(bucket).put_bytes(data, "once/obj")
+    calls, record = _count_calls(bucket)
+    try:
+        path = download_file.fn(bucket, "once/obj", tmp_path / "obj")
+    finally:
+        bucket.client().meta.events.unregister("before-call.s3.*", record)
+    assert Path(path).read_bytes() == data
+    assert calls.count("HeadObject") == 1, calls
+    assert set(calls) == {"HeadObject", "GetObject"}
+
+
+def _info_lines(caplog: pytest.LogCaptureFixture, uri: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.INFO and uri in r.getMessage()
+    ]
+
+
+def test_each_transfer_logs_one_info_line(
+    bucket: S3Bucket, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One INFO line per transfer, naming the object as a URI, the bytes and the seconds."""
+    caplog.set_level(logging.INFO)
+    src = tmp_path / "in.bin"
+    src.write_bytes(b"x" * 1234)
+    uri = f"s3://{bucket.bucket_name}"
+    upload_file.fn(bucket, src, "log/up.bin")
+    download_file.fn(bucket, "log/up.bin", tmp_path / "out.bin")
+    upload_bytes.fn(bucket, b"abc", "log/bytes")
+    assert download_bytes.fn(bucket, "log/bytes") == b"abc"
+    copy_object.fn(bucket, "log/bytes", "log/copied")
+    up, down = _info_lines(caplog, f"{uri}/log/up.bin")
+    assert re.fullmatch(rf"upload {uri}/log/up.bin: .*1\.2 KiB.* in [0-9.]+ s", up), up
+    assert re.fullmatch(rf"download {uri}/log/up.bin: .*1\.2 KiB.* in [0-9.]+ s", down), down
+    assert len(_info_lines(caplog, f"{uri}/log/bytes")) == 3  # upload, download, copy source
+    assert len(_info_lines(caplog, f"{uri}/log/copied")) == 1
+
+
+def test_artifact_key_names_flow_and_bucket(bucket: S3Bucket, raw_client: Any) -> None:
+    """Two flows writing to two buckets keep separate artifact histories."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    other = bucket.model_copy(update={"bucket_name": f"t-{uuid.uuid4().hex[:20]}"})
+    raw_client.create_bucket(Bucket=other.bucket_name)
+
+    @flow(name="nightly-a")
+    def first() -> None:
+        upload_bytes(bucket, b"1", "k")
+
+    @flow(name="nightly-b")
+    def second() -> None:
+        upload_bytes(other, b"2", "k")
+
+    first()
+    second()
+    raw_client.delete_object(Bucket=other.bucket_name, Key="k")
+    raw_client.delete_bucket(Bucket=other.bucket_name)
+    keys = [
+        f"flowport-nightly-a-upload-bytes-s3-{bucket.bucket_name}",
+        f"flowport-nightly-b-upload-bytes-s3-{other.bucket_name}",
+    ]
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+            )
+
+    import anyio
+
+    found = {a.key: str(a.data) for a in anyio.run(read)}
+    assert set(found) == set(keys)
+    assert f"s3://{other.bucket_name}/k" in found[keys[1]]

@@ -28,6 +28,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, TypeVar
 
@@ -438,11 +439,20 @@ class S3Store(BaseStore):
         return _Reader(self, key)  # type: ignore[return-value]
 
     def get_file(
-        self, key: str, path: str | os.PathLike[str], *, progress: ProgressFn | None = None
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: ProgressFn | None = None,
+        info: ObjectInfo | None = None,
     ) -> ObjectInfo:
-        """Download to ``path`` with parallel ranged GETs; a failed download leaves no file."""
+        """Download to ``path`` with parallel ranged GETs; a failed download leaves no file.
+
+        ``info``: what ``stat(key)`` returned, when the caller has it (saves a HeadObject).
+        """
         full = self._full(key)
-        info = self._stat(full)  # NotFound before anything is created
+        # NotFound before anything is created
+        info = self._stat(full) if info is None else replace(info, key=full)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")

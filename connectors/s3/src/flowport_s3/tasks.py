@@ -40,9 +40,11 @@ class S3Task(StoreTask):
         """An S3Store using this call's retrier (captured here, so worker threads keep it)."""
         return S3Store(bucket, retrier=self.retrier, **options)
 
-    def summarise(self, rows: list[dict[str, Any]], started: float) -> None:
+    def summarise(self, store: S3Store, rows: list[dict[str, Any]], started: float) -> None:
+        """The table artifact, keyed by flow, task and bucket (``s3://bucket``)."""
         seconds = round(time.perf_counter() - started, 3)
-        summarise(self.name, [{**row, "seconds": seconds} for row in rows])
+        rows = [{**row, "seconds": seconds} for row in rows]
+        summarise(self.name, rows, target=f"s3://{store.name}")
 
 
 def _row(store: S3Store, info: ObjectInfo, **extra: Any) -> dict[str, Any]:
@@ -66,7 +68,7 @@ class UploadFile(S3Task):
         size = Path(path).stat().st_size
         with Progress(f"upload {store.url_for(key)}", size) as bar:
             info = store.put_file(path, key, if_not_exists=if_not_exists, progress=bar.advance)
-        self.summarise([_row(store, info, source=str(path))], started)
+        self.summarise(store, [_row(store, info, source=str(path))], started)
         return info
 
 
@@ -80,7 +82,7 @@ class UploadBytes(S3Task):
         store = self.store(bucket)
         with Progress(f"upload {store.url_for(key)}", len(data)) as bar:
             info = store.put_bytes(data, key, if_not_exists=if_not_exists, progress=bar.advance)
-        self.summarise([_row(store, info)], started)
+        self.summarise(store, [_row(store, info)], started)
         return info
 
 
@@ -95,13 +97,14 @@ class UploadStream(S3Task):
         store = self.store(bucket)
         with Progress(f"upload {store.url_for(key)}", None) as bar:
             info = store.put_stream(source, key, if_not_exists=if_not_exists, progress=bar.advance)
-        self.summarise([_row(store, info)], started)
+        self.summarise(store, [_row(store, info)], started)
         return info
 
 
 class DownloadFile(S3Task):
     """Download an object to ``path``, or to ``directory``/<key> (keys that would escape the
-    directory are refused). Parallel ranged GETs; a failed download leaves no partial file."""
+    directory are refused). One HeadObject, then parallel ranged GETs; a failed download
+    leaves no partial file."""
 
     def run(
         self,
@@ -118,15 +121,31 @@ class DownloadFile(S3Task):
             )
         store = self.store(bucket)
         target = Path(path) if path is not None else local_path(directory, key, system="S3")  # type: ignore[arg-type]
-        size = store.stat(key).size
-        with Progress(f"download {store.url_for(key)}", size) as bar:
-            info = store.get_file(key, target, progress=bar.advance)
-        self.summarise([_row(store, info, destination=str(target))], started)
+        head = store.stat(key)  # the only HeadObject: get_file reuses it
+        with Progress(f"download {store.url_for(key)}", head.size) as bar:
+            info = store.get_file(key, target, progress=bar.advance, info=head)
+        self.summarise(store, [_row(store, info, destination=str(target))], started)
         return target
 
 
 class DownloadBytes(S3Task, store_tasks.DownloadBytes):
     """Download a whole object into memory (use download_file or download_stream for big ones)."""
+
+    def run(self, bucket: S3Bucket, key: str) -> bytes:  # type: ignore[override]
+        # The shared body, plus Progress (its INFO line) and the artifact keyed by bucket.
+        started = time.perf_counter()
+        store = self.store(bucket)
+        reader = store.open(key)  # one GetObject, which also gives the size
+        chunks = []
+        size = getattr(reader, "size", None)
+        with reader, Progress(f"download {store.url_for(key)}", size) as bar:
+            while chunk := reader.read(store.read_chunk):
+                chunks.append(chunk)
+                bar.advance(len(chunk))
+        data = b"".join(chunks)
+        row = {"object": store.url_for(key), "objects": 1, "bytes": len(data)}
+        self.summarise(store, [row], started)
+        return data
 
 
 class DownloadStream(S3Task):
@@ -146,13 +165,15 @@ class DownloadStream(S3Task):
         store = self.store(bucket)
         write = sink.write if hasattr(sink, "write") else sink
         total = 0
-        size = store.stat(key).size
-        with Progress(f"download {store.url_for(key)}", size) as bar:
-            for chunk in store.get_stream(key, chunk_size=chunk_size):
+        reader = store.open(key)  # NotFound before the sink sees anything; no HeadObject
+        size = getattr(reader, "size", None)
+        with reader, Progress(f"download {store.url_for(key)}", size) as bar:
+            while chunk := reader.read(chunk_size):
                 write(chunk)
                 total += len(chunk)
                 bar.advance(len(chunk))
-        self.summarise([{"object": store.url_for(key), "objects": 1, "bytes": total}], started)
+        row = {"object": store.url_for(key), "objects": 1, "bytes": total}
+        self.summarise(store, [row], started)
         return total
 
 
@@ -173,6 +194,7 @@ class DeleteObjects(S3Task):
         store = self.store(bucket)
         result = store.delete_many(keys)
         self.summarise(
+            store,
             [
                 {
                     "bucket": f"s3://{bucket.bucket_name}",
@@ -205,8 +227,9 @@ class CopyObject(S3Task):
         started = time.perf_counter()
         store = self.store(bucket)
         dest = self.store(dest_bucket) if dest_bucket is not None else store
-        info = store.copy_to(src, dest, dst)
-        self.summarise([_row(dest, info, source=store.url_for(src))], started)
+        with Progress(f"copy {store.url_for(src)} to {dest.url_for(dst)}", None) as bar:
+            info = store.copy_to(src, dest, dst, progress=bar.advance)
+        self.summarise(dest, [_row(dest, info, source=store.url_for(src))], started)
         return info
 
 
@@ -219,9 +242,10 @@ class MoveObject(S3Task):
         started = time.perf_counter()
         store = self.store(bucket)
         dest = self.store(dest_bucket) if dest_bucket is not None else store
-        info = store.copy_to(src, dest, dst)
-        store.delete(src)
-        self.summarise([_row(dest, info, source=store.url_for(src))], started)
+        with Progress(f"move {store.url_for(src)} to {dest.url_for(dst)}", None) as bar:
+            info = store.copy_to(src, dest, dst, progress=bar.advance)
+            store.delete(src)
+        self.summarise(dest, [_row(dest, info, source=store.url_for(src))], started)
         return info
 
 
@@ -257,6 +281,7 @@ class Sync(S3Task):
                 progress=bar.advance,
             )
         self.summarise(
+            store,
             [
                 {
                     "direction": direction,
