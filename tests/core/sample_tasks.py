@@ -75,3 +75,25 @@ class AsyncDouble(RetryingTask):
 
 def noop_task_result(x: Any) -> Any:
     return x
+
+
+class CountingList(list):  # type: ignore[type-arg]
+    """A list that counts how often anything iterates it (Prefect walking inputs would)."""
+
+    iterations = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        type(self).iterations += 1
+        return super().__iter__()
+
+
+class SumRows(RetryingTask):
+    """Takes a payload parameter, as bulk inserts do."""
+
+    payload_params = ("rows",)
+
+    def run(self, label: str, rows: list[int]) -> tuple[str, int]:
+        return label, sum(rows)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return False

@@ -118,3 +118,30 @@ def test_cli_plugins_list_and_check(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1
     assert "no flowport connector named 'nosuch'" in bad.stderr
+
+
+def test_broken_behaviour_plugin_is_isolated_and_listed() -> None:
+    from flowport.plugins import broken_plugins
+    from tests.core.sample_tasks import Add
+
+    assert Add().fn(1) == 2  # firing hooks does not import-fail every task
+    reason = broken_plugins()["broken_hooks"]
+    assert "flowport_testplugin.no_such_module" in reason or "no_such_module" in reason
+    assert "pip install --force-reinstall 'flowport-testplugin'" in reason
+    out = subprocess.run(
+        [sys.executable, "-m", "flowport.cli", "plugins", "list"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "recorder (flowport-testplugin): ok" in out.stdout
+    assert "broken: plugin 'broken_hooks'" in " ".join(out.stdout.split())
+    assert max(len(line) for line in out.stdout.splitlines()) <= 100
+
+
+def test_cli_version() -> None:
+    from importlib.metadata import version
+
+    out = subprocess.run(
+        [sys.executable, "-m", "flowport.cli", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"flowport {version('flowport')}"
