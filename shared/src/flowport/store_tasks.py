@@ -19,6 +19,7 @@ from typing import Any, Literal
 from prefect.blocks.core import Block
 
 from flowport.artifacts import summarise
+from flowport.progress import Progress
 from flowport.store import BaseStore, ObjectInfo
 from flowport.task import RetryingTask
 
@@ -35,8 +36,10 @@ class StoreTask(RetryingTask):
     ) -> None:
         """Publish the summary artifact row of one object transferred since ``started``."""
         seconds = round(time.perf_counter() - started, 3)
-        row = {"object": store.url_for(key), "objects": 1, "bytes": size, **extra}
-        summarise(self.name, [{**row, "seconds": seconds}])
+        url = store.url_for(key)
+        row = {"object": url, "objects": 1, "bytes": size, **extra}
+        # Keyed by the bucket (and prefix): one artifact history per flow, task and bucket.
+        summarise(self.name, [{**row, "seconds": seconds}], target=url.removesuffix(key))
 
 
 class DownloadBytes(StoreTask):
@@ -45,7 +48,9 @@ class DownloadBytes(StoreTask):
     def run(self, bucket: Block, key: str) -> bytes:
         started = time.perf_counter()
         store = self.store(bucket)
-        data = store.get_bytes(key)
+        with Progress(f"download {store.url_for(key)}", None) as bar:
+            data = store.get_bytes(key)
+            bar.advance(len(data))
         self.transfer_row(store, key, len(data), started)
         return data
 
