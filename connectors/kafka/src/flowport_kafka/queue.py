@@ -383,6 +383,52 @@ def topic_partitions(admin: KafkaAdminClient, topics: Sequence[str]) -> list[Top
     return sorted(tps)
 
 
+def member_partitions(
+    partitions: Sequence[TopicPartition], member: int | None, members: int | None
+) -> list[TopicPartition]:
+    """``partitions`` sorted (topic, partition); with ``members``, the share of ``member``:
+    every ``members``-th partition starting at index ``member`` (so members 0..n-1 together
+    hold each partition exactly once)."""
+    ordered = sorted(partitions)
+    if members is None:
+        return ordered
+    return ordered[member::members]
+
+
+def committed_offsets(admin: KafkaAdminClient, group_id: str) -> dict[TopicPartition, int]:
+    """The offsets ``group_id`` committed (partitions without a commit are absent)."""
+    found = admin.list_group_offsets({group_id: None}).get(group_id, {})
+    return {tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0}
+
+
+def plan_batch(
+    partitions: Sequence[TopicPartition],
+    committed: Mapping[TopicPartition, int],
+    begins: Mapping[TopicPartition, int],
+    ends: Mapping[TopicPartition, int],
+    start: Literal["earliest", "latest"],
+    max_messages: int,
+) -> dict[TopicPartition, tuple[int, int]]:
+    """The offset range ``[first, stop)`` to read per partition: deterministic.
+
+    Each partition starts at the group's committed offset (where there is none, or it is out
+    of range, at the earliest or the end offset, as ``start`` says) and the batch is filled
+    partition by partition, in the given order, up to ``max_messages`` offsets, never past the
+    end offsets snapshot ``ends``.
+    """
+    left = max_messages
+    plan = {}
+    for tp in partitions:
+        begin, end = begins[tp], ends[tp]
+        first = committed.get(tp)
+        if first is None or not begin <= first <= end:
+            first = begin if start == "earliest" else end
+        take = max(0, min(end - first, left))
+        plan[tp] = (first, first + take)
+        left -= take
+    return plan
+
+
 # --------------------------------------------------------------------------- produce
 
 
@@ -718,6 +764,84 @@ class Reader:
             if remaining <= 0:
                 break
             polled = consumer.poll(timeout_ms=int(min(remaining, 1.0) * 1000), max_records=left)
+        return Batch(self.group_id, messages, offsets, nbytes)
+
+    def read_planned(
+        self,
+        plan: Mapping[TopicPartition, tuple[int, int]],
+        max_messages: int,
+        max_wait: float,
+        stop_at_end: bool,
+        stall_timeout: float,
+    ) -> Batch:
+        """Read exactly the offset ranges of ``plan`` (see :func:`plan_batch`), then, unless
+        ``stop_at_end``, wait up to ``max_wait`` s for newer messages while there is room.
+
+        The consumer is assigned the plan's partitions manually (no group membership). The
+        planned part is complete before anything else happens, so it is the same on every
+        call from the same committed offsets; a read that makes no progress for
+        ``stall_timeout`` s raises :class:`TransientError` (the whole call is retried).
+        """
+        consumer = self.consumer
+        started = time.monotonic()
+        consumer.assign(list(plan))
+        todo: dict[TopicPartition, int] = {}
+        for tp, (first, stop) in plan.items():
+            consumer.seek(tp, first)
+            if stop > first:
+                todo[tp] = stop
+        idle = [tp for tp in plan if tp not in todo]
+        if idle:
+            consumer.pause(*idle)
+        got: dict[TopicPartition, list[Any]] = {tp: [] for tp in plan}
+        progress_at = time.monotonic()
+        while todo:
+            left = sum(
+                stop - (got[tp][-1].offset + 1 if got[tp] else plan[tp][0])
+                for tp, stop in todo.items()
+            )
+            polled = consumer.poll(timeout_ms=200, max_records=max(1, left))
+            for tp, recs in polled.items():
+                until = todo.get(tp)
+                if until is None:
+                    continue
+                keep = [r for r in recs if r.offset < until]
+                if keep:
+                    got[tp].extend(keep)
+                    progress_at = time.monotonic()
+            for tp, stop in list(todo.items()):
+                if (got[tp] and got[tp][-1].offset + 1 >= stop) or consumer.position(tp) >= stop:
+                    consumer.seek(tp, stop)  # records fetched past the plan are not kept
+                    consumer.pause(tp)
+                    del todo[tp]
+                    progress_at = time.monotonic()
+            if todo and time.monotonic() - progress_at > stall_timeout:
+                raise TransientError(
+                    f"Kafka consumer group {self.group_id!r}: reading {sorted(todo)} made no "
+                    f"progress for {stall_timeout:.0f}s",
+                    system=SYSTEM,
+                    target=str(self.group_id),
+                )
+        messages: list[Message] = []
+        offsets: dict[tuple[str, int], int] = {}
+        nbytes = 0
+        for tp, recs in got.items():
+            if recs:
+                nbytes += self._convert(recs, messages)
+                offsets[(tp.topic, tp.partition)] = recs[-1].offset + 1
+        room = max_messages - sum(stop - first for first, stop in plan.values())
+        if stop_at_end or room <= 0:
+            return Batch(self.group_id, messages, offsets, nbytes)
+        # every partition is read to its end: wait for newer messages while there is room
+        consumer.resume(*plan)
+        deadline = started + max_wait
+        while room > 0 and (remaining := deadline - time.monotonic()) > 0:
+            polled = consumer.poll(timeout_ms=int(min(remaining, 1.0) * 1000), max_records=room)
+            for tp, recs in polled.items():
+                if recs:
+                    nbytes += self._convert(recs, messages)
+                    offsets[(tp.topic, tp.partition)] = recs[-1].offset + 1
+                    room -= len(recs)
         return Batch(self.group_id, messages, offsets, nbytes)
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:

@@ -154,15 +154,20 @@ class Produce(KafkaTask):
 
 
 class Consume(KafkaTask):
-    """Read one batch as consumer group ``group_id``; commit NOTHING (unless ``auto_commit``).
+    """Read one batch from ``group_id``'s committed offsets; commit NOTHING (unless
+    ``auto_commit``).
 
     Returns a :class:`~flowport_kafka.Batch` (messages + the offsets ``commit`` will commit).
     Commit it with ``commit(connection, batch)`` after your downstream steps succeeded:
-    at-least-once. A run that fails before the commit reads the same messages next time.
-    Stops at ``max_messages``, after ``max_wait`` seconds, or (``stop_at_end``) when the
-    partitions are read up to their end as of the start. ``auto_commit=True`` commits the batch
-    before returning it: at-most-once (a later failure loses those messages). The consumer lives
-    only within this call. No payload hashing (``cache_policy=NO_CACHE``).
+    at-least-once. The batch is deterministic: every partition of ``topics`` (or the share of
+    ``member`` of ``members``) is read from the group's committed offset, partitions in order
+    (topic, partition), each up to its end offset as of the call's start, until
+    ``max_messages``. So until a commit, every call returns the same messages. The consumer
+    never joins the group (manual assignment): parallel calls split partitions only through
+    ``member``/``members`` (e.g. ``consume.map(..., member=[0, 1], members=unmapped(2))``).
+    With ``stop_at_end=False`` and room left after the end, it waits up to ``max_wait`` s for
+    newer messages. ``auto_commit=True`` commits the batch before returning it: at-most-once.
+    No payload hashing (``cache_policy=NO_CACHE``).
     """
 
     def run(
@@ -177,10 +182,17 @@ class Consume(KafkaTask):
         start: Literal["earliest", "latest"] = "earliest",
         key_deserializer: DeserializerSpec = "bytes",
         value_deserializer: DeserializerSpec = "bytes",
-        join_timeout: float = 30.0,
+        member: int | None = None,
+        members: int | None = None,
     ) -> Batch:
         names = _topics(topics)
-        target = f"consumer group {group_id!r} on {names}"
+        _check_member(member, members)
+        if max_messages < 1:
+            raise InvalidInput(
+                f"consume needs max_messages >= 1, got {max_messages}", system=errors.SYSTEM
+            )
+        share = "" if members is None else f" (member {member} of {members})"
+        target = f"consumer group {group_id!r} on {names}{share}"
         self.call(
             connection,
             target,
@@ -189,18 +201,30 @@ class Consume(KafkaTask):
         started = time.perf_counter()
 
         def session() -> Batch:
+            admin = connection.admin()
+            partitions = queue.member_partitions(
+                queue.topic_partitions(admin, names), member, members
+            )
+            committed = queue.committed_offsets(admin, group_id)
             reader = Reader(
-                connection.new_consumer(
-                    group_id, enable_auto_commit=False, auto_offset_reset=start
-                ),
+                connection.new_consumer(group_id, enable_auto_commit=False),
                 names,
                 group_id,
                 key_deserializer,
                 value_deserializer,
             )
             try:
-                reader.join(join_timeout)
-                batch = reader.read(max_messages, max_wait, stop_at_end)
+                consumer = reader.consumer
+                begins = consumer.beginning_offsets(partitions) if partitions else {}
+                ends = consumer.end_offsets(partitions) if partitions else {}
+                plan = queue.plan_batch(partitions, committed, begins, ends, start, max_messages)
+                batch = reader.read_planned(
+                    plan,
+                    max_messages,
+                    max_wait,
+                    stop_at_end,
+                    stall_timeout=max(max_wait, connection.request_timeout),
+                )
                 if auto_commit:
                     reader.commit(batch.offsets)
                 return batch
@@ -222,6 +246,23 @@ class Consume(KafkaTask):
             ],
         )
         return batch
+
+
+def _check_member(member: int | None, members: int | None) -> None:
+    if member is None and members is None:
+        return
+    if (
+        member is None
+        or members is None
+        or isinstance(member, bool)
+        or members < 1
+        or not 0 <= member < members
+    ):
+        raise InvalidInput(
+            f"consume needs member and members together, with 0 <= member < members "
+            f"(got member={member!r}, members={members!r})",
+            system=errors.SYSTEM,
+        )
 
 
 class Commit(KafkaTask):
