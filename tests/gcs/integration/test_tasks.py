@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -236,3 +238,71 @@ def test_check_and_missing_objects(gcs_block: GcsBucket) -> None:
     missing_bucket = gcs_block.model_copy(update={"bucket": gcs_block.bucket + "-missing"})
     with pytest.raises(NotFound):
         gcs.upload_bytes.fn(missing_bucket, b"x", "k")
+
+
+def _info_lines(caplog: pytest.LogCaptureFixture, uri: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.INFO and uri in r.getMessage()
+    ]
+
+
+def test_each_transfer_logs_one_info_line(
+    gcs_block: GcsBucket, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One INFO line per transfer, naming the object as a URI, the bytes and the seconds;
+    resumable (multi-chunk) and simple uploads alike."""
+    caplog.set_level(logging.INFO)
+    uri = f"gs://{gcs_block.bucket}"
+    for name, size in (("small.bin", 1234), ("big.bin", 3 * 1024 * 1024 + 5)):
+        src = tmp_path / name
+        src.write_bytes(os.urandom(size))
+        gcs.upload_file.fn(gcs_block, src, f"log/{name}")
+        gcs.download_file.fn(gcs_block, f"log/{name}", tmp_path / "out" / name)
+        up, down = _info_lines(caplog, f"{uri}/log/{name}")
+        assert re.fullmatch(rf"upload {uri}/log/{name}: .+ in [0-9.]+ s", up), up
+        assert re.fullmatch(rf"download {uri}/log/{name}: .+ in [0-9.]+ s", down), down
+    gcs.upload_bytes.fn(gcs_block, b"abc", "log/bytes")
+    assert gcs.download_bytes.fn(gcs_block, "log/bytes") == b"abc"
+    gcs.copy_object.fn(gcs_block, "log/bytes", "log/copied")
+    assert len(_info_lines(caplog, f"{uri}/log/bytes")) == 3  # upload, download, copy source
+    (copied,) = _info_lines(caplog, f"{uri}/log/copied")
+    assert re.fullmatch(rf"copy {uri}/log/bytes to {uri}/log/copied: .+ in [0-9.]+ s", copied)
+
+
+def test_artifact_key_names_flow_and_bucket(gcs_block: GcsBucket, gcs_server: Any) -> None:
+    """Two flows writing to two buckets keep separate artifact histories."""
+    import uuid
+
+    import anyio
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    other = gcs_block.model_copy(update={"bucket": f"fp-{uuid.uuid4().hex[:16]}"})
+    gcs_server.client().create_bucket(other.bucket)
+
+    @flow(name="nightly-a")
+    def first() -> None:
+        gcs.upload_bytes(gcs_block, b"1", "k")
+
+    @flow(name="nightly-b")
+    def second() -> None:
+        gcs.upload_bytes(other, b"2", "k")
+
+    first()
+    second()
+    keys = [
+        f"flowport-nightly-a-upload-bytes-gs-{gcs_block.bucket}",
+        f"flowport-nightly-b-upload-bytes-gs-{other.bucket}",
+    ]
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+            )
+
+    found = {a.key: str(a.data) for a in anyio.run(read)}
+    assert set(found) == set(keys)
+    assert f"gs://{other.bucket}/k" in found[keys[1]]

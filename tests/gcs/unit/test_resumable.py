@@ -3,9 +3,14 @@ session committed, never from byte 0, and the object's bytes come out exact."""
 
 from __future__ import annotations
 
+import base64
 import os
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import google_crc32c as _google_crc32c
 import pytest
 
 from flowport.errors import NotFound, PermanentError
@@ -15,6 +20,7 @@ from tests.gcs.unit.fakes import GRANULE, FakeResponse, FakeSession
 
 CHUNK = 4 * GRANULE  # 1 MiB
 FAST = RetryPolicy(attempts=4, initial_delay=0, max_delay=0)
+google_crc32c: Any = _google_crc32c  # untyped
 
 
 class ScriptedStore(GcsStore):
@@ -162,3 +168,84 @@ def test_fake_answers_like_gcs() -> None:  # guards the fake itself
     )
     assert isinstance(r, FakeResponse)
     assert (r.status_code, r.headers["Range"]) == (308, f"bytes=0-{GRANULE - 1}")
+
+
+def test_resumed_counts_chunks_not_retries() -> None:
+    """One chunk failing twice is one resumed chunk (and two retries)."""
+    data = os.urandom(3 * CHUNK + 9)
+    session = FakeSession({1: ("status", 503), 2: ("status", 503)})  # both on the 2nd chunk
+    store = ScriptedStore(session)
+    upload(store, data)
+    stats = store.last_upload
+    assert stats is not None
+    assert bytes(session.data) == data
+    assert (stats.chunks, stats.resumed, stats.retries) == (4, 1, 2)
+
+
+def test_chunks_resumed_in_two_places_count_two() -> None:
+    data = os.urandom(4 * CHUNK)
+    session = FakeSession({1: ("reset", 0), 4: ("lost", None)})
+    store = ScriptedStore(session)
+    upload(store, data)
+    stats = store.last_upload
+    assert stats is not None
+    assert bytes(session.data) == data
+    assert (stats.chunks, stats.resumed, stats.retries) == (4, 2, 2)
+
+
+class TallySession:
+    """A resumable session that keeps only a length and a running crc32c: it holds no payload,
+    so traced memory is the uploader's own."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.crc: Any = google_crc32c.Checksum()
+
+    def request(self, method: str, url: str, data: Any = b"", headers: Any = None, **_: Any) -> Any:
+        first, _, total = headers["Content-Range"].removeprefix("bytes ").partition("/")
+        if first != "*":
+            self.crc.update(bytes(data) if isinstance(data, memoryview) else data)
+            self.size += len(data)
+        if total != "*" and int(total) == self.size:
+            crc = base64.b64encode(self.crc.digest()).decode()
+            return FakeResponse(200, body={"name": "k", "size": str(self.size), "crc32c": crc})
+        return FakeResponse(308, {"Range": f"bytes=0-{self.size - 1}"} if self.size else {})
+
+
+def _peak_upload_bytes(put: Callable[[ScriptedStore], Any]) -> int:
+    """Peak bytes the upload allocated above what was live before it (tracemalloc)."""
+    put(ScriptedStore(TallySession()))  # warm-up: lazy imports, caches
+    store = ScriptedStore(TallySession())
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        put(store)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert store.last_upload is not None and store.last_upload.size > 4 * CHUNK
+    return peak - base
+
+
+#: Allocations besides chunk buffers (responses, checksums, frames) stay well under this.
+SLACK = 128 * 1024
+
+
+def test_resumable_file_upload_holds_at_most_two_chunks(tmp_path: Path) -> None:
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(6 * CHUNK + 12345))
+    peak = _peak_upload_bytes(lambda store: store.put_file(src, "k"))
+    assert peak <= 2 * CHUNK + SLACK, f"{peak / CHUNK:.2f} chunks"
+
+
+@pytest.mark.parametrize("piece", [100_003, CHUNK, 3 * CHUNK // 2])
+def test_resumable_stream_upload_holds_at_most_two_chunks(piece: int) -> None:
+    """Unsized, re-cut from odd pieces: two chunks plus the source's piece being cut."""
+    total = 6 * CHUNK + 777
+
+    def source() -> Iterator[bytes]:
+        for start in range(0, total, piece):
+            yield os.urandom(min(piece, total - start))
+
+    peak = _peak_upload_bytes(lambda store: store.put_stream(source(), "k"))
+    assert peak <= 2 * CHUNK + piece + SLACK, f"{peak / CHUNK:.2f} chunks"

@@ -55,8 +55,12 @@ class UploadStats:
     chunk_starts: list[int] = field(default_factory=list)
     #: Payload bytes put on the wire, retries included.
     bytes_sent: int = 0
-    #: Chunk requests that failed and were resumed.
+    #: Chunks uploaded (a simple upload is one chunk).
+    chunks: int = 0
+    #: Chunks whose request failed and that were resumed (each counted once).
     resumed: int = 0
+    #: Failed chunk requests that were retried (a chunk may fail more than once).
+    retries: int = 0
     #: Parts of a parallel composite upload (0: not composite).
     composite_parts: int = 0
 
@@ -100,18 +104,33 @@ def crc32c_of_file(path: str | os.PathLike[str], chunk_size: int = CHUNK_SIZE) -
 
 
 def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Re-cut a stream into pieces of exactly ``size`` bytes (the last one may be shorter)."""
-    buf = bytearray()
+    """Re-cut a stream into pieces of exactly ``size`` bytes (the last one may be shorter).
+
+    Pending input is kept as views of the source's chunks, except a leftover tail, which is
+    copied so that a big source chunk is not kept alive for it: cutting a piece holds at most
+    the piece, what is pending (less than a piece) and the source chunk being cut.
+    """
+    held: list[memoryview] = []
+    pending = 0
     for chunk in chunks:
-        if not buf and len(chunk) == size:
+        if not held and len(chunk) == size:
             yield chunk
             continue
-        buf += chunk
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+        view = memoryview(chunk)
+        while pending + len(view) >= size:
+            take = size - pending
+            held.append(view[:take])
+            view = view[take:]
+            piece = b"".join(held)
+            held.clear()
+            pending = 0
+            yield piece
+            del piece  # not kept while the next piece is cut
+        if view:
+            held.append(view if len(view) == len(chunk) else memoryview(bytes(view)))
+            pending += len(view)
+    if held:
+        yield b"".join(held)
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -148,6 +167,11 @@ class GcsStore(BaseStore):
     @property
     def bucket_name(self) -> str:
         return self.block.bucket
+
+    @property
+    def bucket_url(self) -> str:
+        """``gs://bucket``: what artifacts are keyed by."""
+        return f"gs://{self.bucket_name}"
 
     def url_for(self, key: str) -> str:
         return f"gs://{self.bucket_name}/{self._full(key)}"
@@ -314,17 +338,18 @@ class GcsStore(BaseStore):
         size: int | None,
     ) -> ObjectInfo:
         pieces = _pieces(chunks, self.block.chunk_size)
-        first = next(pieces, b"")
-        whole = len(first) < self.block.chunk_size or size == len(first)
-        if whole and len(first) <= self.block.simple_upload_limit:
-            return self._upload_simple(full_key, first, pre, content_type)
-        return self._upload_resumable(full_key, _chain_one(first, pieces), pre, content_type, size)
+        head = [next(pieces, b"")]  # a list, so that no frame keeps the first chunk alive
+        whole = len(head[0]) < self.block.chunk_size or size == len(head[0])
+        if whole and len(head[0]) <= self.block.simple_upload_limit:
+            return self._upload_simple(full_key, head.pop(), pre, content_type)
+        return self._upload_resumable(full_key, _prepend(head, pieces), pre, content_type, size)
 
     def _upload_simple(
         self, full_key: str, data: bytes, pre: Preconditions, content_type: str | None
     ) -> ObjectInfo:
         """One multipart request: the unit retried as a whole (it is small)."""
         stats = self._new_stats(full_key, len(data))
+        stats.chunks = 1
 
         def unit() -> ObjectInfo:
             blob = self._blob(full_key, for_write=True)
@@ -372,24 +397,32 @@ class GcsStore(BaseStore):
         content_type: str | None,
         size: int | None,
     ) -> ObjectInfo:
-        """Drive a resumable session chunk by chunk; each chunk is its own retried unit."""
+        """Drive a resumable session chunk by chunk; each chunk is its own retried unit.
+
+        No look-ahead: at most the chunk being sent and the next one being cut are in memory. A
+        short chunk is the last; a stream of unknown size that ends on a chunk boundary is
+        finalized by an empty request.
+        """
         stats = self._new_stats(full_key, size or 0)
         stats.session_url = self._start_session(full_key, pre, content_type, size)
         checksum = google_crc32c.Checksum()
         offset = 0
         result: dict[str, Any] | None = None
-        current = next(pieces, b"")
-        while True:
-            following = next(pieces, None)
-            last = following is None
+        piece = next(pieces, None)
+        while piece is not None:
+            end = offset + len(piece)
+            last = len(piece) < self.block.chunk_size or (size is not None and end >= size)
             before = crc32c_b64(checksum)
-            checksum.update(current)
+            checksum.update(piece)
             crcs = (before, crc32c_b64(checksum))
-            result = self._send_chunk(stats, current, offset, last, size, crcs)
-            offset += len(current)
-            if last:
-                break
-            current = following  # type: ignore[assignment]
+            stats.chunks += 1
+            result = self._send_chunk(stats, piece, offset, last, size, crcs)
+            offset = end
+            del piece  # sent: not kept while the next chunk is read
+            piece = None if last else next(pieces, None)
+        if result is None:  # the stream ended on a chunk boundary
+            crc = crc32c_b64(checksum)
+            result = self._send_chunk(stats, b"", offset, True, size, (crc, crc))
         assert result is not None
         stats.size = offset
         self._verify(full_key, result, offset, crc32c_b64(checksum))
@@ -485,12 +518,14 @@ class GcsStore(BaseStore):
         """
         end = start + len(piece)
         total = str(end) if last else (str(size) if size is not None else "*")
-        state = {"committed": start, "suspect": False}
+        state = {"committed": start, "suspect": False, "resumed": False}
         mode = self.block.resume_mode
 
         def unit() -> dict[str, Any] | None:
             if state["suspect"]:
-                stats.resumed += 1
+                stats.retries += 1
+                stats.resumed += not state["resumed"]  # once per chunk, however many tries
+                state["resumed"] = True
                 if mode == "checksum":
                     kept = self._checksum_probe(
                         stats.session_url or "", stats.key, start, end, crcs
@@ -608,7 +643,9 @@ class GcsStore(BaseStore):
                 indexes, upload_part, self.block.concurrency, "flowport-gcs-part"
             ):
                 stats.bytes_sent += part.bytes_sent
+                stats.chunks += part.chunks
                 stats.resumed += part.resumed
+                stats.retries += part.retries
             info = self._compose(temp_keys, full_key, pre, content_type)
         finally:
             for key in temp_keys:
@@ -850,9 +887,10 @@ class GcsStore(BaseStore):
         source = self._blob(src)
         dest = target._blob(dst, for_write=True)
         rewrite_token: str | None = None
+        copied = 0
         while True:
             try:
-                rewrite_token, _, _ = self._call(
+                rewrite_token, rewritten, _ = self._call(
                     f"copy from {self._gs(src)}",
                     dst,
                     dest.rewrite,
@@ -869,6 +907,9 @@ class GcsStore(BaseStore):
                     system=self.system,
                     target=self._gs(src),
                 ) from exc
+            if self.on_bytes and rewritten and rewritten > copied:
+                self.on_bytes(rewritten - copied)
+                copied = rewritten
             if rewrite_token is None:
                 break
         if dest.size is None:  # some servers answer a rewrite without the resource
@@ -983,8 +1024,10 @@ def _committed(resp: Any) -> int:
     return int(value.rsplit("-", 1)[1]) + 1
 
 
-def _chain_one(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
+def _prepend(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+    """``head``'s items, then ``rest``; popped, so no reference outlives its turn."""
+    while head:
+        yield head.pop(0)
     yield from rest
 
 

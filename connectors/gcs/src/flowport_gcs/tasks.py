@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 from flowport import store_tasks
 from flowport.artifacts import summarise
@@ -50,7 +50,11 @@ class GcsTask(StoreTask):
             "MB/s": round(size / seconds / 1e6, 2),
             **extra,
         }
-        summarise(self.name, [row])
+        self.summarise(cast(GcsStore, store), row)
+
+    def summarise(self, store: GcsStore, row: dict[str, Any]) -> None:
+        """The table artifact, keyed by flow, task and bucket (``gs://bucket``)."""
+        summarise(self.name, [row], target=store.bucket_url)
 
 
 class _Upload(GcsTask):
@@ -66,8 +70,9 @@ class _Upload(GcsTask):
             key,
             info.size,
             started,
-            chunks=len(stats.chunk_starts) if stats else 0,
+            chunks=stats.chunks if stats else 0,
             resumed=stats.resumed if stats else 0,
+            retries=stats.retries if stats else 0,
             composite_parts=stats.composite_parts if stats else 0,
         )
         return info
@@ -199,6 +204,21 @@ class DownloadBytes(GcsTask, store_tasks.DownloadBytes):
     """The content of ``key`` as bytes (whole in memory: use download_file or download_stream
     for big objects)."""
 
+    def run(self, bucket: GcsBucket, key: str) -> bytes:  # type: ignore[override]
+        # The shared body, plus Progress (its INFO line).
+        store = self.store(bucket)
+        started = time.perf_counter()
+        reader = store.open(key)  # one GET, which also gives the size
+        chunks = []
+        size = getattr(reader, "size", None)
+        with reader, Progress(f"download {store.url_for(key)}", total=size) as progress:
+            while chunk := reader.read(bucket.chunk_size):
+                chunks.append(chunk)
+                progress.advance(len(chunk))
+        data = b"".join(chunks)
+        self.transfer_row(store, key, len(data), started)
+        return data
+
 
 class DownloadStream(GcsTask):
     """Stream ``key`` into ``sink`` (a writable binary file object, or a callable taking each
@@ -244,16 +264,8 @@ class DeleteObjects(GcsTask):
     ) -> DeleteResult:
         store = self.store(bucket)
         result = store.delete_many(keys)
-        summarise(
-            self.name,
-            [
-                {
-                    "bucket": f"gs://{bucket.bucket}",
-                    "objects": len(result.deleted),
-                    "failed": len(result.errors),
-                }
-            ],
-        )
+        row = {"bucket": store.bucket_url, "objects": len(result.deleted)}
+        self.summarise(store, {**row, "failed": len(result.errors)})
         if result.errors and raise_on_error:
             shown = "; ".join(f"{k}: {v}" for k, v in list(result.errors.items())[:10])
             raise DeliveryError(
@@ -283,13 +295,18 @@ class CopyObject(GcsTask):
     ) -> ObjectInfo:
         store = self.store(bucket)
         dest = self.store(dest_bucket) if dest_bucket is not None else store
-        return store.copy_to(
-            src,
-            dest,
-            dst,
-            if_generation_match=if_generation_match,
-            if_metageneration_match=if_metageneration_match,
-        )
+        started = time.perf_counter()
+        with Progress(f"copy {store.url_for(src)} to {dest.url_for(dst)}", None) as progress:
+            store.on_bytes = progress.advance
+            info = store.copy_to(
+                src,
+                dest,
+                dst,
+                if_generation_match=if_generation_match,
+                if_metageneration_match=if_metageneration_match,
+            )
+        self.transfer_row(dest, dst, info.size, started, source=store.url_for(src))
+        return info
 
 
 class MoveObject(GcsTask):
@@ -300,8 +317,12 @@ class MoveObject(GcsTask):
     ) -> ObjectInfo:
         store = self.store(bucket)
         dest = self.store(dest_bucket) if dest_bucket is not None else store
-        info = store.copy_to(src, dest, dst)
-        store.delete(src)
+        started = time.perf_counter()
+        with Progress(f"move {store.url_for(src)} to {dest.url_for(dst)}", None) as progress:
+            store.on_bytes = progress.advance
+            info = store.copy_to(src, dest, dst)
+            store.delete(src)
+        self.transfer_row(dest, dst, info.size, started, source=store.url_for(src))
         return info
 
 
@@ -325,31 +346,30 @@ class Sync(GcsTask):
     ) -> SyncResult:
         store = self.store(bucket)
         started = time.perf_counter()
-        result = store.sync(
-            local_dir,
-            prefix,
-            direction=direction,
-            delete=delete,
-            dry_run=dry_run,
-            compare=compare,
-            concurrency=concurrency,
-        )
-        summarise(
-            self.name,
-            [
-                {
-                    "direction": direction,
-                    "local": str(local_dir),
-                    "prefix": prefix,
-                    "objects": len(result.transferred),
-                    "deleted": len(result.deleted),
-                    "skipped": len(result.skipped),
-                    "bytes": result.bytes,
-                    "dry_run": dry_run,
-                    "seconds": round(time.perf_counter() - started, 3),
-                }
-            ],
-        )
+        where = "gs://" + "/".join(p for p in (bucket.bucket, store.prefix, prefix.strip("/")) if p)
+        with Progress(f"sync {direction} {where}", None) as progress:
+            store.on_bytes = progress.advance
+            result = store.sync(
+                local_dir,
+                prefix,
+                direction=direction,
+                delete=delete,
+                dry_run=dry_run,
+                compare=compare,
+                concurrency=concurrency,
+            )
+        row = {
+            "direction": direction,
+            "local": str(local_dir),
+            "prefix": prefix,
+            "objects": len(result.transferred),
+            "deleted": len(result.deleted),
+            "skipped": len(result.skipped),
+            "bytes": result.bytes,
+            "dry_run": dry_run,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        self.summarise(store, row)
         return result
 
 
@@ -386,12 +406,18 @@ class ComposeObjects(GcsTask):
         if_generation_match: int | None = None,
         if_metageneration_match: int | None = None,
     ) -> ObjectInfo:
-        return self.store(bucket).compose(
-            sources,
-            dst_key,
-            if_generation_match=if_generation_match,
-            if_metageneration_match=if_metageneration_match,
-        )
+        store = self.store(bucket)
+        started = time.perf_counter()
+        with Progress(f"compose {store.url_for(dst_key)}", None) as progress:
+            info = store.compose(
+                sources,
+                dst_key,
+                if_generation_match=if_generation_match,
+                if_metageneration_match=if_metageneration_match,
+            )
+            progress.advance(info.size)
+        self.transfer_row(store, dst_key, info.size, started, sources=len(sources))
+        return info
 
 
 upload_file = UploadFile()
