@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -415,3 +417,70 @@ def test_raw_consumer_sees_committed_offsets(
         assert raw.committed(TopicPartition(topic, 0)) == 2
     finally:
         raw.close(autocommit=False)
+
+
+def test_lag_sensor_on_a_group_that_never_committed_fails_naming_it(
+    kafka_block: KafkaConnection, make_topic: Callable[..., str], group: str
+) -> None:
+    topic = make_topic(1)
+    produce.fn(kafka_block, topic, [b"x"])
+    commit.fn(kafka_block, consume.fn(kafka_block, topic, group))  # the real group: lag 0
+    typo = f"{group}-typo"
+    with pytest.raises(NotFound, match=f"{typo}.*committed no offsets"):
+        wait_for_lag_below.fn(kafka_block, typo, 1000, timeout=5, poll_interval=0.2)
+    # with topics= a group that never committed is watched from the earliest offset
+    with pytest.raises(WaitTimeout, match="lag still 1"):
+        wait_for_lag_below.fn(kafka_block, typo, 1, timeout=1, topics=topic, poll_interval=0.2)
+    assert wait_for_lag_below.fn(kafka_block, group, 1, timeout=5, poll_interval=0.2)
+
+
+@pytest.fixture
+def kafka_logger() -> Iterator[logging.Logger]:
+    """kafka-python's logger as a fresh process has it (no level set), restored after."""
+    logger = logging.getLogger("kafka")
+    before = logger.level
+    logger.setLevel(logging.NOTSET)
+    yield logger
+    logger.setLevel(before)
+
+
+def test_flowport_check_keeps_kafka_python_quiet_unless_asked(
+    kafka_block: KafkaConnection,
+    kafka_logger: logging.Logger,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flowport.cli import main
+    from flowport_kafka.plugin import LOG_LEVEL_ENV
+    from tests.services import free_port
+
+    def kafka_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name.startswith("kafka")]
+
+    monkeypatch.delenv(LOG_LEVEL_ENV, raising=False)
+    caplog.set_level(logging.DEBUG)  # the root logger passes everything on
+    name = f"check-{uuid.uuid4().hex[:8]}"
+    kafka_block.save(name)
+    assert main(["check", "kafka", "--block", name]) == 0
+    assert "OK: Kafka at" in capsys.readouterr().out
+    assert kafka_lines() == []
+    assert kafka_logger.level == logging.NOTSET  # restored after the check
+
+    # a dead address: the failure names the cause once; kafka-python's retries stay quiet
+    dead = block_for(f"127.0.0.1:{free_port()}", bootstrap_timeout=2)
+    dead_name = f"dead-{uuid.uuid4().hex[:8]}"
+    dead.save(dead_name)
+    assert main(["check", "kafka", "--block", dead_name]) == 1
+    assert "Unable to bootstrap" in capsys.readouterr().err
+    assert kafka_lines() == []
+
+    # asked for: the environment variable, or a level the user set on the logger
+    monkeypatch.setenv(LOG_LEVEL_ENV, "DEBUG")
+    assert main(["check", "kafka", "--block", name]) == 0
+    assert kafka_lines()
+    monkeypatch.delenv(LOG_LEVEL_ENV)
+    caplog.clear()
+    kafka_logger.setLevel(logging.INFO)
+    assert main(["check", "kafka", "--block", name]) == 0
+    assert kafka_lines() and kafka_logger.level == logging.INFO

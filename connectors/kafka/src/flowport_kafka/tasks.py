@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from flowport.artifacts import summarise
-from flowport.errors import DeliveryError, FlowportError, InvalidInput
+from flowport.errors import DeliveryError, FlowportError, InvalidInput, NotFound
 from flowport.progress import Progress
 from flowport.task import RetryingTask
 from flowport_kafka import errors, queue
@@ -590,7 +590,10 @@ class ConsumerLag(KafkaTask):
 class WaitForLagBelow(KafkaTask):
     """Sensor: wait until the group's total lag is below ``threshold``; return the lag rows.
 
-    Raises :class:`~flowport_kafka.errors.WaitTimeout` after ``timeout`` seconds.
+    Without ``topics`` the group's committed partitions are watched, and a group that
+    committed nothing (a typo in its name, say) raises :class:`~flowport.errors.NotFound`
+    naming it, never a silent success. Raises :class:`~flowport_kafka.errors.WaitTimeout`
+    after ``timeout`` seconds.
     """
 
     def run(
@@ -609,6 +612,14 @@ class WaitForLagBelow(KafkaTask):
             rows = self.call(
                 connection, target, lambda: queue.consumer_lag(connection.admin(), group_id, names)
             )
+            if not rows and names is None:
+                raise NotFound(
+                    f"Kafka consumer group {group_id!r} at {connection.brokers} has committed "
+                    f"no offsets (a typo in the group name?); to wait for a group that has not "
+                    f"committed yet, pass topics= (its lag then counts from the earliest offset)",
+                    system=errors.SYSTEM,
+                    target=group_id,
+                )
             total = sum(r.lag for r in rows)
             if total < threshold:
                 return rows
