@@ -169,9 +169,9 @@ class GcsStore(BaseStore):
         return self.block.bucket
 
     @property
-    def bucket_url(self) -> str:
-        """``gs://bucket``: what artifacts are keyed by."""
-        return f"gs://{self.bucket_name}"
+    def root_url(self) -> str:
+        """``gs://bucket`` or ``gs://bucket/prefix``: what artifacts are keyed by."""
+        return "/".join(p for p in (f"gs://{self.bucket_name}", self.prefix) if p)
 
     def url_for(self, key: str) -> str:
         return f"gs://{self.bucket_name}/{self._full(key)}"

@@ -53,8 +53,8 @@ class GcsTask(StoreTask):
         self.summarise(cast(GcsStore, store), row)
 
     def summarise(self, store: GcsStore, row: dict[str, Any]) -> None:
-        """The table artifact, keyed by flow, task and bucket (``gs://bucket``)."""
-        summarise(self.name, [row], target=store.bucket_url)
+        """The table artifact, keyed by flow, task and bucket (``gs://bucket[/prefix]``)."""
+        summarise(self.name, [row], target=store.root_url)
 
 
 class _Upload(GcsTask):
@@ -204,21 +204,6 @@ class DownloadBytes(GcsTask, store_tasks.DownloadBytes):
     """The content of ``key`` as bytes (whole in memory: use download_file or download_stream
     for big objects)."""
 
-    def run(self, bucket: GcsBucket, key: str) -> bytes:  # type: ignore[override]
-        # The shared body, plus Progress (its INFO line).
-        store = self.store(bucket)
-        started = time.perf_counter()
-        reader = store.open(key)  # one GET, which also gives the size
-        chunks = []
-        size = getattr(reader, "size", None)
-        with reader, Progress(f"download {store.url_for(key)}", total=size) as progress:
-            while chunk := reader.read(bucket.chunk_size):
-                chunks.append(chunk)
-                progress.advance(len(chunk))
-        data = b"".join(chunks)
-        self.transfer_row(store, key, len(data), started)
-        return data
-
 
 class DownloadStream(GcsTask):
     """Stream ``key`` into ``sink`` (a writable binary file object, or a callable taking each
@@ -264,7 +249,7 @@ class DeleteObjects(GcsTask):
     ) -> DeleteResult:
         store = self.store(bucket)
         result = store.delete_many(keys)
-        row = {"bucket": store.bucket_url, "objects": len(result.deleted)}
+        row = {"bucket": f"gs://{bucket.bucket}", "objects": len(result.deleted)}
         self.summarise(store, {**row, "failed": len(result.errors)})
         if result.errors and raise_on_error:
             shown = "; ".join(f"{k}: {v}" for k, v in list(result.errors.items())[:10])

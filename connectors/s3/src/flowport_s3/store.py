@@ -189,6 +189,11 @@ class S3Store(BaseStore):
             client = self.__dict__["_s3_client"] = self.bucket.client()
         return client
 
+    @property
+    def root_url(self) -> str:
+        """``s3://bucket`` or ``s3://bucket/prefix``: what artifacts are keyed by."""
+        return self._target(self.prefix or None)
+
     def url_for(self, key: str) -> str:
         return self._target(self._full(key))
 

@@ -41,10 +41,10 @@ class S3Task(StoreTask):
         return S3Store(bucket, retrier=self.retrier, **options)
 
     def summarise(self, store: S3Store, rows: list[dict[str, Any]], started: float) -> None:
-        """The table artifact, keyed by flow, task and bucket (``s3://bucket``)."""
+        """The table artifact, keyed by flow, task and bucket (``s3://bucket[/prefix]``)."""
         seconds = round(time.perf_counter() - started, 3)
         rows = [{**row, "seconds": seconds} for row in rows]
-        summarise(self.name, rows, target=f"s3://{store.name}")
+        summarise(self.name, rows, target=store.root_url)
 
 
 def _row(store: S3Store, info: ObjectInfo, **extra: Any) -> dict[str, Any]:
@@ -130,22 +130,6 @@ class DownloadFile(S3Task):
 
 class DownloadBytes(S3Task, store_tasks.DownloadBytes):
     """Download a whole object into memory (use download_file or download_stream for big ones)."""
-
-    def run(self, bucket: S3Bucket, key: str) -> bytes:  # type: ignore[override]
-        # The shared body, plus Progress (its INFO line) and the artifact keyed by bucket.
-        started = time.perf_counter()
-        store = self.store(bucket)
-        reader = store.open(key)  # one GetObject, which also gives the size
-        chunks = []
-        size = getattr(reader, "size", None)
-        with reader, Progress(f"download {store.url_for(key)}", size) as bar:
-            while chunk := reader.read(store.read_chunk):
-                chunks.append(chunk)
-                bar.advance(len(chunk))
-        data = b"".join(chunks)
-        row = {"object": store.url_for(key), "objects": 1, "bytes": len(data)}
-        self.summarise(store, [row], started)
-        return data
 
 
 class DownloadStream(S3Task):
