@@ -306,3 +306,13 @@ def test_artifact_key_names_flow_and_bucket(gcs_block: GcsBucket, gcs_server: An
     found = {a.key: str(a.data) for a in anyio.run(read)}
     assert set(found) == set(keys)
     assert f"gs://{other.bucket}/k" in found[keys[1]]
+
+
+@pytest.mark.parametrize("size", [2 * 1024 * 1024, 2 * 1024 * 1024 + 1])
+def test_unsized_stream_on_and_off_a_chunk_boundary(gcs_block: GcsBucket, size: int) -> None:
+    """No look-ahead: a stream that ends exactly on a chunk is closed by an empty request."""
+    data = os.urandom(size)
+    pieces = (data[i : i + 300_000] for i in range(0, size, 300_000))
+    info = gcs.upload_stream.fn(gcs_block, pieces, "edge.bin")
+    assert info.size == size
+    assert gcs.download_bytes.fn(gcs_block, "edge.bin") == data

@@ -249,3 +249,15 @@ def test_resumable_stream_upload_holds_at_most_two_chunks(piece: int) -> None:
 
     peak = _peak_upload_bytes(lambda store: store.put_stream(source(), "k"))
     assert peak <= 2 * CHUNK + piece + SLACK, f"{peak / CHUNK:.2f} chunks"
+
+
+def test_unsized_stream_ending_on_a_chunk_boundary_is_closed_by_an_empty_request() -> None:
+    data = os.urandom(3 * CHUNK)
+    store = ScriptedStore(FakeSession())
+    store.put_stream(iter([data[:CHUNK], data[CHUNK:]]), "k")
+    stats = store.last_upload
+    assert stats is not None
+    assert bytes(store.session.data) == data
+    assert store.session.log[-1] == f"bytes */{3 * CHUNK}"
+    assert stats.chunk_starts == [0, CHUNK, 2 * CHUNK, 3 * CHUNK]
+    assert (stats.chunks, stats.bytes_sent) == (3, len(data))
