@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -259,7 +261,7 @@ def test_message_too_large_is_a_delivery_error_naming_it(
         produce.fn(kafka_block, topic, [b"small", big, b"small2"])
     err = info.value
     assert sorted(err.failed) == [1]  # type: ignore[attr-defined]
-    assert "MessageSizeTooLarge" in err.failed[1]  # type: ignore[attr-defined]
+    assert "over the producer's max_request_size=1048576" in err.failed[1]  # type: ignore[attr-defined]
     assert "1 of 3" in str(err)
     assert consume.fn(kafka_block, topic, group).values() == [b"small", b"small2"]
 
@@ -484,3 +486,79 @@ def test_flowport_check_keeps_kafka_python_quiet_unless_asked(
     kafka_logger.setLevel(logging.INFO)
     assert main(["check", "kafka", "--block", name]) == 0
     assert kafka_lines() and kafka_logger.level == logging.INFO
+
+
+def _read_back(bootstrap: str, topic: str, partitions: int) -> Counter[bytes]:
+    """Every value in the topic, counted, read by a plain kafka-python consumer (no group)."""
+    raw = KafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        raw.assign(tps)
+        ends = raw.end_offsets(tps)
+        values: Counter[bytes] = Counter()
+        while any(raw.position(tp) < ends[tp] for tp in tps):
+            for recs in raw.poll(timeout_ms=1000).values():
+                values.update(r.value for r in recs)
+        return values
+    finally:
+        raw.close(autocommit=False)
+
+
+def _topic_with_limit(raw_admin: KafkaAdminClient, partitions: int, limit: int) -> str:
+    name = f"limit-{uuid.uuid4().hex[:12]}"
+    raw_admin.create_topics(
+        {
+            name: {
+                "num_partitions": partitions,
+                "replication_factor": 1,
+                "configs": {"max.message.bytes": str(limit)},
+            }
+        },
+        wait_for_metadata=True,
+    )
+    return name
+
+
+def test_message_over_the_topic_limit_fails_alone(
+    kafka: Any, kafka_block: KafkaConnection, raw_admin: KafkaAdminClient
+) -> None:
+    topic = _topic_with_limit(raw_admin, 1, 10_000)
+    try:
+        messages = [b"good-%04d" % i + b"x" * 100 for i in range(1000)]
+        messages[500] = b"y" * 20_000
+        with pytest.raises(DeliveryError, match="1 of 1000") as info:
+            produce.fn(kafka_block, topic, messages)
+        failed = info.value.failed  # type: ignore[attr-defined]
+        assert list(failed) == [500]
+        assert "20072 bytes, over topic" in failed[500] and "max.message.bytes=10000" in failed[500]
+        good = Counter(m for i, m in enumerate(messages) if i != 500)
+        assert _read_back(kafka.bootstrap_servers, topic, 1) == good
+    finally:
+        raw_admin.delete_topics([topic], raise_errors=False)
+
+
+def test_batch_refused_by_the_broker_resends_its_good_messages_exactly_once(
+    kafka: Any, raw_admin: KafkaAdminClient
+) -> None:
+    # compressed: only the broker can tell whether a message fits, so the oversized one goes
+    # out in a batch with good ones; kafka-python's producer then fails every pending message
+    topic = _topic_with_limit(raw_admin, 3, 10_000)
+    block = block_for(kafka.bootstrap_servers, extra_settings={"compression_type": "gzip"})
+    try:
+        messages = [b"good-%04d" % i + b"x" * 200 for i in range(3000)]
+        messages[1500] = random.Random(13).randbytes(20_000)  # incompressible
+        with pytest.raises(DeliveryError, match="1 of 3000") as info:
+            produce.fn(block, topic, messages)
+        failed = info.value.failed  # type: ignore[attr-defined]
+        assert list(failed) == [1500]
+        assert "refused alone by the broker as too large" in failed[1500]
+        assert "max.message.bytes=10000" in failed[1500]
+        result = info.value.result  # type: ignore[attr-defined]
+        assert result.count == 2999
+        good = Counter(m for i, m in enumerate(messages) if i != 1500)
+        assert _read_back(kafka.bootstrap_servers, topic, 3) == good  # each exactly once
+    finally:
+        block.close()
+        raw_admin.delete_topics([topic], raise_errors=False)

@@ -23,6 +23,8 @@ from typing import Any, Literal, NamedTuple
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerr
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, OffsetSpec
+from kafka.record.default_records import DefaultRecordBatchBuilder
+from kafka.record.util import size_of_varint
 from kafka.structs import MemberState, OffsetAndMetadata
 
 from flowport.errors import (
@@ -468,10 +470,190 @@ _PER_MESSAGE = (
     TypeError,
     ValueError,
 )
+_TOO_LARGE = (kerr.MessageSizeTooLargeError, kerr.RecordListTooLargeError)
 
 
 class NotAcknowledged(Exception):
     """No acknowledgement and no error came back for a message within the delivery timeout."""
+
+
+class TooLarge(Exception):
+    """A message that cannot be delivered because of its size; the text names the limit."""
+
+
+class _Sent(NamedTuple):
+    """What was handed to ``producer.send``, kept until acknowledged (to re-send it)."""
+
+    value: bytes | None
+    key: bytes | None
+    headers: list[tuple[str, bytes]] | None
+    partition: int | None
+    timestamp: int | None
+
+    @property
+    def size(self) -> int:
+        return record_batch_size(self.key, self.value, self.headers)
+
+
+def record_batch_size(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
+) -> int:
+    """Bytes of an uncompressed record batch holding this one message: what the broker compares
+    with the topic's ``max.message.bytes`` (and the producer with ``max_request_size``)."""
+    body = 3 + DefaultRecordBatchBuilder.size_of(key, value, headers or [])  # attrs, deltas
+    return int(DefaultRecordBatchBuilder.HEADER_STRUCT.size + size_of_varint(body) + body)
+
+
+#: Seconds a topic's ``max.message.bytes`` is cached per process.
+LIMIT_TTL = 60.0
+_limits: dict[tuple[str, str], tuple[int, float]] = {}
+
+
+def topic_message_limit(
+    admin: KafkaAdminClient, brokers: str, topic: str, refresh: bool = False
+) -> int:
+    """The topic's effective ``max.message.bytes`` (its own or the broker's), cached."""
+    cached = _limits.get((brokers, topic))
+    if cached is not None and not refresh and time.monotonic() - cached[1] < LIMIT_TTL:
+        return cached[0]
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+    configs = admin.describe_configs([resource], config_filter="all").get("topic", {})
+    limit = int(configs[topic]["max.message.bytes"]["value"])
+    _limits[(brokers, topic)] = (limit, time.monotonic())
+    return limit
+
+
+class SizeGuard:
+    """Keeps one oversized message from failing the good ones around it.
+
+    Before sending, :meth:`check` refuses a message over the producer's ``max_request_size``
+    or (uncompressed) over the topic's ``max.message.bytes``. What it cannot know (the size
+    after compression, a limit changed meanwhile) the broker refuses; kafka-python's idempotent
+    producer then splits the batch down to the offending record and aborts *every* pending
+    batch with the same error, good messages included. :func:`produce` hands those to
+    :meth:`recover`, which re-sends each good one once, with a fresh producer.
+    """
+
+    def __init__(
+        self,
+        admin: KafkaAdminClient,
+        brokers: str,
+        topic: str,
+        new_producer: Callable[[], KafkaProducer],
+        new_consumer: Callable[[], KafkaConsumer],
+        producer_config: Mapping[str, Any],
+    ):
+        self.admin, self.brokers, self.topic = admin, brokers, topic
+        self.new_producer, self.new_consumer = new_producer, new_consumer
+        self.max_request = int(producer_config.get("max_request_size", 1_048_576))
+        self.compressed = producer_config.get("compression_type") not in (None, "none")
+        self.limit = topic_message_limit(admin, brokers, topic)
+        self.partitions = topic_partitions(admin, [topic])
+        self.start = self.ends()
+
+    def ends(self) -> dict[TopicPartition, int]:
+        specs = {tp: OffsetSpec.LATEST for tp in self.partitions}
+        return {tp: o.offset for tp, o in self.admin.list_partition_offsets(specs).items()}
+
+    def check(self, message: _Sent) -> TooLarge | None:
+        """Why ``message`` cannot be delivered because of its size, if that is knowable."""
+        size = message.size
+        if size > self.max_request:
+            return TooLarge(
+                f"{size} bytes, over the producer's max_request_size={self.max_request}"
+            )
+        if size > self.limit and not self.compressed:
+            return TooLarge(
+                f"{size} bytes, over topic {self.topic!r} max.message.bytes={self.limit}"
+            )
+        return None
+
+    def recover(
+        self, producer: KafkaProducer, outcomes: _Outcomes, result: ProduceResult
+    ) -> KafkaProducer:
+        """Settle the messages kafka-python failed as too large; return a working producer.
+
+        Refused messages already in the topic (an in-flight batch the broker wrote before the
+        producer aborted it) count as delivered; a message over a (refreshed) limit fails
+        with the reason; the others are re-sent, the ones over the limit before compression
+        alone first. Re-sent messages land after the ones sent before them.
+        """
+        for _ in range(3):
+            refused, outcomes.refused = outcomes.refused, []
+            if not refused:
+                return producer
+            producer = self.new_producer()  # the old one aborted itself
+            self.limit = topic_message_limit(self.admin, self.brokers, self.topic, refresh=True)
+            refused = self._not_written(refused, result)
+            later = []
+            for i, message in refused:
+                why = self.check(message)
+                if why is not None:
+                    outcomes.failures[i] = why
+                elif message.size > self.limit:  # compressed: only the broker can tell
+                    producer = self._send_alone(producer, outcomes, i, message)
+                else:
+                    later.append((i, message))
+            for i, message in later:
+                outcomes.send(producer, self.topic, i, message)
+            outcomes.flush(producer)
+        for i, _message in outcomes.refused:
+            outcomes.failures[i] = TooLarge("refused as too large by the broker three times")
+        outcomes.refused = []
+        return producer
+
+    def _send_alone(
+        self, producer: KafkaProducer, outcomes: _Outcomes, i: int, message: _Sent
+    ) -> KafkaProducer:
+        outcomes.send(producer, self.topic, i, message)
+        outcomes.flush(producer)
+        if outcomes.refused:
+            outcomes.refused = []
+            outcomes.failures[i] = TooLarge(
+                f"refused alone by the broker as too large: {message.size} bytes before "
+                f"compression, topic {self.topic!r} max.message.bytes={self.limit}"
+            )
+            return self.new_producer()
+        return producer
+
+    def _not_written(
+        self, refused: list[tuple[int, _Sent]], result: ProduceResult
+    ) -> list[tuple[int, _Sent]]:
+        """The refused messages that are not in the topic; the others are marked delivered.
+
+        Records this call did not get an acknowledgement for can only be in the topic when
+        the end offsets moved by more than the acknowledged ones: then read them back and
+        match them by key, value and headers.
+        """
+        ends = self.ends()
+        acked = result.count
+        if sum(ends.values()) - sum(self.start.values()) <= acked:
+            return refused
+        mine = {(p, o) for p, o in zip(result.partitions, result.offsets, strict=True) if o >= 0}
+        unknown: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
+        consumer = self.new_consumer()
+        try:
+            for tp in self.partitions:
+                if ends[tp] <= self.start[tp]:
+                    continue
+                consumer.assign([tp])
+                consumer.seek(tp, self.start[tp])
+                while consumer.position(tp) < ends[tp]:
+                    for recs in consumer.poll(timeout_ms=1000).values():
+                        for r in recs:
+                            if r.offset < ends[tp] and (tp.partition, r.offset) not in mine:
+                                ident = (r.key, r.value, tuple(r.headers or ()))
+                                unknown.setdefault(ident, []).append((tp.partition, r.offset))
+        finally:
+            consumer.close(autocommit=False)
+        left = []
+        for i, message in refused:
+            ident = (message.key, message.value, tuple(message.headers or ()))
+            if unknown.get(ident):
+                result.partitions[i], result.offsets[i] = unknown[ident].pop(0)
+            else:
+                left.append((i, message))
+        return left
 
 
 class _Outcomes:
@@ -480,25 +662,35 @@ class _Outcomes:
     Futures are kept only until they are done (a window about the size of the producer's
     buffer), then reduced to a partition and an offset in two arrays: 12 bytes a message
     instead of a future object. Reading them in the sending thread costs less than a
-    callback per message on kafka-python's I/O thread.
+    callback per message on kafka-python's I/O thread. With ``keep_sent``, what was sent is
+    kept as long as its future, and messages failed as too large go to ``refused``.
     """
 
-    __slots__ = ("failures", "offsets", "partitions", "pending")
+    __slots__ = ("failures", "keep_sent", "offsets", "partitions", "pending", "refused")
 
-    def __init__(self, result: ProduceResult):
+    def __init__(self, result: ProduceResult, keep_sent: bool = False):
         self.partitions = result.partitions
         self.offsets = result.offsets
+        self.keep_sent = keep_sent
         self.failures: dict[int, BaseException] = {}
-        self.pending: deque[tuple[int, Any]] = deque()
+        self.refused: list[tuple[int, _Sent]] = []
+        self.pending: deque[tuple[int, Any, _Sent | None]] = deque()
+
+    def send(self, producer: KafkaProducer, topic: str, i: int, message: _Sent) -> None:
+        v, k, headers, part, ts = message
+        future = producer.send(topic, v, key=k, headers=headers, partition=part, timestamp_ms=ts)
+        self.pending.append((i, future, message if self.keep_sent else None))
 
     def drain(self) -> None:
         pending, partitions, offsets = self.pending, self.partitions, self.offsets
         while pending and pending[0][1].is_done:
-            i, future = pending.popleft()
+            i, future, sent = pending.popleft()
             if future.exception is None:
                 md = future.value
                 partitions[i] = md.partition
                 offsets[i] = md.offset
+            elif sent is not None and isinstance(future.exception, _TOO_LARGE):
+                self.refused.append((i, sent))
             else:
                 self.failures[i] = future.exception
 
@@ -520,7 +712,7 @@ class _Outcomes:
             if not self.pending:
                 return
             if time.monotonic() > deadline:
-                for i, _ in self.pending:
+                for i, _, _ in self.pending:
                     self.failures[i] = NotAcknowledged(f"no acknowledgement after {timeout:.0f}s")
                 self.pending.clear()
                 return
@@ -537,20 +729,22 @@ def produce(
     value_serializer: SerializerSpec = "bytes",
     progress: Callable[[int], None] | None = None,
     progress_every: int = 8192,
+    guard: SizeGuard | None = None,
 ) -> ProduceResult:
     """Send every message and wait for every acknowledgement.
 
     Not retried as a whole: re-sending after an ambiguous failure could duplicate messages.
     The idempotent producer retries each batch itself (no duplicates, order kept) until
-    ``delivery_timeout_ms``; whatever is still unacknowledged then is a DeliveryError.
+    ``delivery_timeout_ms``; whatever is still unacknowledged then is a DeliveryError. With a
+    :class:`SizeGuard`, oversized messages fail alone (before sending where the limit is
+    known) and good messages of a batch the broker refused are re-sent once each.
     """
     kser, vser = serializer(key_serializer), serializer(value_serializer)
     result = ProduceResult(topic)
-    outcomes = _Outcomes(result)
+    outcomes = _Outcomes(result, keep_sent=guard is not None)
     failures = outcomes.failures
     add_partition, add_offset = result.partitions.append, result.offsets.append
-    keep = outcomes.pending.append
-    send = producer.send
+    send = outcomes.send
     nbytes = 0
     first_unsent: int | None = None
     i = -1
@@ -572,8 +766,12 @@ def produce(
             )
             failures[i].__cause__ = exc
             continue
+        message = _Sent(v, k, headers, part, ts)
+        if guard is not None and (too_large := guard.check(message)) is not None:
+            failures[i] = too_large
+            continue
         try:
-            future = send(topic, v, key=k, headers=headers, partition=part, timestamp_ms=ts)
+            send(producer, topic, i, message)
         except _PER_MESSAGE as exc:
             failures[i] = exc
             continue
@@ -581,14 +779,18 @@ def produce(
             failures[i] = exc
             first_unsent = i + 1
             break
-        keep((i, future))
         if v is not None:
             nbytes += len(v)
         if not i % progress_every and i:
             outcomes.drain()
+            if guard is not None and outcomes.refused:  # the producer aborted itself
+                outcomes.flush(producer)
+                producer = guard.recover(producer, outcomes, result)
             if progress is not None:
                 progress(progress_every)
     outcomes.flush(producer)
+    if guard is not None and outcomes.refused:
+        guard.recover(producer, outcomes, result)
     result.bytes = nbytes
     result.seconds = time.perf_counter() - started
     if progress is not None and i >= 0:

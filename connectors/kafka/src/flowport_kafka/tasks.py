@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
+from kafka import KafkaProducer
+
 from flowport.artifacts import summarise
 from flowport.errors import DeliveryError, FlowportError, InvalidInput, NotFound
 from flowport.progress import Progress
@@ -116,6 +118,23 @@ class Produce(KafkaTask):
             target,
             lambda: queue.require_topics(connection.admin(), [topic], connection.brokers),
         )
+
+        def fresh_producer() -> KafkaProducer:
+            connection.reset_client("producer")
+            return self.call(connection, target, connection.producer)
+
+        guard = self.call(
+            connection,
+            target,
+            lambda: queue.SizeGuard(
+                connection.admin(),
+                connection.brokers,
+                topic,
+                new_producer=fresh_producer,
+                new_consumer=lambda: connection.new_consumer(None, enable_auto_commit=False),
+                producer_config=producer.config,
+            ),
+        )
         total = len(messages) if isinstance(messages, Sized) else None
         with _progress(f"produce to {topic}", total) as progress:
             try:
@@ -127,6 +146,7 @@ class Produce(KafkaTask):
                     key_serializer=key_serializer,
                     value_serializer=value_serializer,
                     progress=progress.advance,
+                    guard=guard,
                 )
             except DeliveryError:
                 connection.reset_client("producer")  # start the next call from a clean state
