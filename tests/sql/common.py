@@ -325,7 +325,8 @@ def test_export_then_load_round_trip(
         format=fmt,
         batch_size=100,
     )
-    assert out["rows"] == 1234 and out["bytes"] == store.stat(f"exports/{src}.{fmt}").size
+    assert out.rows == 1234 and out.size == store.stat(f"exports/{src}.{fmt}").size
+    assert out.key == f"exports/{src}.{fmt}"
     text = store.get_bytes(f"exports/{src}.{fmt}").decode()
     if fmt == "jsonl":
         assert json.loads(text.splitlines()[1])["id"] == 1

@@ -120,3 +120,86 @@ def test_password_survives_pickling() -> None:
     copy = pickle.loads(cloudpickle.dumps(db))
     assert copy.password is not None and copy.password.get_secret_value() == PW
     assert copy.model_dump() == db.model_dump()
+
+
+def _api_block(name: str, data: dict[str, object]) -> tuple[object, object]:
+    """Create a block document from raw JSON through Prefect's API, as the UI form or any
+    client does (no Python model runs), and read it back as the block page does."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import BlockDocumentCreate
+
+    SqlDatabase.register_type_and_schema()  # what `prefect block register` does
+    with get_client(sync_client=True) as client:
+        block_type = client.read_block_type_by_slug("flowport-sql-database")
+        schema = client.get_most_recent_block_schema_for_block_type(block_type.id)
+        assert schema is not None
+        doc = client.create_block_document(
+            BlockDocumentCreate(
+                name=name, data=data, block_schema_id=schema.id, block_type_id=block_type.id
+            )
+        )
+        return schema, client.read_block_document(doc.id, include_secrets=False)
+
+
+def _events_about(resource_id: str) -> list[dict[str, object]]:
+    """The events Prefect's server stored about one resource, waiting for them to land."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while True:
+            response = client.request(
+                "POST",
+                "/events/filter",
+                json={"filter": {"resource": {"id": [resource_id]}}, "limit": 50},
+            )
+            events: list[dict[str, object]] = response.json()["events"]
+            if events or time.monotonic() > deadline:
+                return events
+            time.sleep(0.2)
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://alice:{PW}@db.example:5433/app",
+        f"postgresql+psycopg://alice@db.example:5433/app?sslmode=require&password={PW}",
+    ],
+)
+def test_password_in_url_sent_through_the_api_is_refused_by_the_schema_and_never_shown(
+    url: str,
+) -> None:
+    import json
+
+    from prefect.utilities.schema_tools import validate
+
+    name = f"sql-api-{uuid4().hex[:8]}"
+    schema, shown = _api_block(name, {"url": url})
+    # The UI's form checks the schema's pattern before it saves: refused.
+    assert validate({"url": url}, schema.fields)  # type: ignore[attr-defined]
+    assert not validate(
+        {"url": "postgresql+psycopg://alice@db.example:5433/app?sslmode=require"},
+        schema.fields,  # type: ignore[attr-defined]
+    )
+    # Prefect's server stores API data unchecked, so the URL is a secret field to it: the
+    # block page / API read and the stored created-event never show the password.
+    assert PW not in json.dumps(shown.data)  # type: ignore[attr-defined]
+    events = _events_about(f"prefect.block-document.{shown.id}")  # type: ignore[attr-defined]
+    assert [e["event"] for e in events] == ["prefect.block-document.created"]
+    assert PW not in json.dumps(events)
+    # Loaded in Python, the password leaves the URL for the secret field.
+    loaded = SqlDatabase.load(name)
+    assert loaded.url is not None and PW not in loaded.url
+    assert loaded.password is not None and loaded.password.get_secret_value() == PW
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_block_saved_from_python_keeps_the_url_without_password() -> None:
+    name = f"sql-py-{uuid4().hex[:8]}"
+    SqlDatabase(url=f"postgresql+psycopg://alice:{PW}@db.example/app").save(name)
+    loaded = SqlDatabase.load(name)
+    assert loaded.url == "postgresql+psycopg://alice@db.example/app"
+    assert loaded.password is not None and loaded.password.get_secret_value() == PW

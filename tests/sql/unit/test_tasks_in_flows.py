@@ -9,24 +9,31 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from prefect import flow
+from prefect import flow, task
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
+from flowport.artifacts import artifact_key
 from flowport.errors import DeliveryError, TransientError
 from flowport.plugins import get_connector
 from flowport.retry import RetryPolicy
+from flowport.store import LocalStore
 from flowport_sql import (
+    Exported,
     SqlDatabase,
     bulk_insert,
     execute,
+    execute_many,
+    export_query,
     fetch_all,
     fetch_one,
+    load_file,
     stream_query,
     transaction,
     upsert,
 )
 from flowport_sql.db import Database
+from flowport_sql.tasks import table_url
 from tests.sql.helpers import FAST, retries
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -225,3 +232,135 @@ def test_lost_commit_is_resolved_by_asking_the_server(db: SqlDatabase, committed
     assert ops.asked == [4242]
     # Committed: the work is not done again. Not committed: it is, once more.
     assert len(ran) == (1 if committed else 2)
+
+
+def _task_run(task_run_id: Any) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_run(task_run_id)
+
+
+@task
+def _echo(value: Any) -> Any:
+    return value
+
+
+def test_export_result_draws_no_false_edges(
+    db: SqlDatabase, make_table: Any, tmp_path: Path
+) -> None:
+    """export_query used to return {"key", "rows", "bytes"}: Prefect linked those interned
+    key strings to its run, so a later task given "bytes" (kafka's key_serializer) got an
+    edge from export_query."""
+    t = make_table()
+    bulk_insert.fn(db, t, [{"id": i} for i in range(3)])
+    store = LocalStore(tmp_path / "store")
+
+    @flow
+    def graph() -> tuple[Any, list[Any]]:
+        exported = export_query(db, f"SELECT id FROM {t}", store, "e.csv")
+        later = [_echo.submit(word) for word in ("key", "rows", "bytes", "size")]
+        for future in later:
+            future.wait()
+        return exported, [future.task_run_id for future in later]
+
+    exported, later = graph()
+    assert isinstance(exported, Exported) and (exported.rows, exported.key) == (3, "e.csv")
+    assert exported.size == store.stat("e.csv").size and exported["bytes"] == exported.size
+    for task_run_id in later:
+        assert _task_run(task_run_id).task_inputs["value"] == []
+
+
+@task
+def _make_rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"id": i, "name": f"n{i}"} for i in range(start, start + n)]
+
+
+def test_rows_futures_resolve_and_rows_are_not_walked(db: SqlDatabase, make_table: Any) -> None:
+    """Row lists are payload: a future passed as the rows resolves (and draws its edge), but
+    Prefect does not walk the list itself, which costs seconds on large lists."""
+    t = make_table()
+    insert = f"INSERT INTO {t} (id, name) VALUES (:id, :name)"
+
+    @flow
+    def load() -> tuple[list[int], Any]:
+        made = _make_rows.submit(100)
+        counts = [
+            bulk_insert(db, t, made),  # a future as the rows
+            execute_many(db, insert, _make_rows.submit(10, start=100)),
+            upsert(db, t, _make_rows(5, start=110), ["id"]),  # a result, as a list
+            bulk_insert(db, t, [{"id": i} for i in range(200, 1200)]),  # a plain list in-flow
+        ]
+        from_future = bulk_insert.submit(db, t, _make_rows.submit(1, start=9000))
+        counts.append(from_future.result())
+        return counts, from_future.task_run_id
+
+    @flow
+    def walked_run() -> Any:
+        row = fetch_one(db, f"SELECT id + 6000 AS id FROM {t} WHERE id = 1")  # a task's result
+        future = bulk_insert.submit(db, t, [row])  # inside a list: not walked, so no edge
+        future.wait()
+        return future.task_run_id
+
+    counts, from_future = load()
+    assert counts == [100, 10, 5, 1000, 1]
+    assert len(_task_run(from_future).task_inputs["rows"]) == 1  # the future's edge
+    assert _task_run(walked_run()).task_inputs["rows"] == []
+    assert fetch_one.fn(db, f"SELECT count(*) AS n FROM {t}") == {"n": 1117}
+
+
+def test_artifacts_are_keyed_by_target_without_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each summary artifact's key names its flow, task and target (the table, or the object
+    exported to). A relative SQLite path keeps the key short: the core cuts keys at 120
+    characters from the end."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    monkeypatch.chdir(tmp_path)
+    db = SqlDatabase(database="a.db")
+    execute.fn(db, "CREATE TABLE src (id INTEGER PRIMARY KEY)")
+    execute.fn(db, "CREATE TABLE dst (id INTEGER PRIMARY KEY)")
+    store = LocalStore(tmp_path / "store")
+
+    @flow(name="sql-artifacts")
+    def summarised() -> Any:
+        from prefect.runtime import flow_run
+
+        bulk_insert(db, "src", [{"id": 1}])
+        upsert(db, "src", [{"id": 2}], ["id"])
+        export_query(db, "SELECT id FROM src", store, "out.csv")
+        load_file(db, store, "out.csv", "dst")
+        return flow_run.id
+
+    run_id = summarised()
+    db.dispose()
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
+    object_url = store.url_for("out.csv")
+    assert table_url(db, "src") == "sqlite:///a.db/src"
+    assert sorted(a.key or "" for a in artifacts) == sorted(
+        [
+            "flowport-sql-artifacts-bulk-insert-sqlite-a-db-src",
+            "flowport-sql-artifacts-upsert-sqlite-a-db-src",
+            "flowport-sql-artifacts-load-file-sqlite-a-db-dst",
+            _flow_key("export_query", object_url),
+        ]
+    )
+
+
+def _flow_key(task_name: str, target: str) -> str:
+    """The key the core gives outside a flow, with this test's flow name put in."""
+    return artifact_key(task_name, target).replace("flowport-", "flowport-sql-artifacts-", 1)
+
+
+def test_table_url_has_no_credentials() -> None:
+    pg = SqlDatabase(url="postgresql+psycopg://alice:pw-secret@db.example:5433/app")
+    assert table_url(pg, "orders", "sales") == "postgresql://db.example:5433/app/sales.orders"
+    parts = SqlDatabase(
+        drivername="mysql+pymysql", username="u", password="pw-secret", host="h", database="d"
+    )
+    assert table_url(parts, "t") == "mysql://h/d/t"

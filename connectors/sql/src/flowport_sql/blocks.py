@@ -1,9 +1,16 @@
 """Prefect Block ``SqlDatabase``: where a database lives and how to connect; one lazy engine
 per process, disposed at the end, never pickled.
 
-The password is a ``SecretStr``. A password written into ``url`` (``postgresql://u:pw@h/db``)
-is moved into ``password`` when the block is built, so neither ``repr``, ``model_dump``, a
-saved block document, a log line nor an error message can show it.
+The password is a ``SecretStr``. ``url`` never holds one, on every path a block is saved by:
+
+* built in Python, a password written into ``url`` (``postgresql://u:pw@h/db`` or
+  ``?password=``) is moved into ``password``;
+* the field's JSON schema carries a ``pattern`` that refuses a URL with a password, which the
+  Prefect UI's form checks before it saves;
+* Prefect's server stores block data from the API without checking it against the schema, so
+  the schema also lists ``url`` among its ``secret_fields``: the server then shows it as
+  ``********`` on the block page and API reads, and leaves it out of the
+  ``prefect.block-document.*`` events, whatever a client sent.
 """
 
 from __future__ import annotations
@@ -11,8 +18,8 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, model_validator
+from prefect.blocks.core import Block, schema_extra
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 from sqlalchemy import URL, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -32,6 +39,28 @@ SYSTEMS = {
 
 #: Query-string keys that carry a password in some drivers' URLs.
 _SECRET_QUERY_KEYS = ("password", "passwd")
+
+
+def _key_not_starting_with(prefix: str) -> str:
+    """A regex (no look-around: Rust and JavaScript both run it) for one query-string key that
+    does not start with ``prefix``, in either case."""
+    other = "[^=&@]*"
+    options = [""]
+    for i, char in enumerate(prefix):
+        head = "".join(f"[{c.lower()}{c.upper()}]" for c in prefix[:i])
+        options.append(f"{head}[^{char.lower()}{char.upper()}=&@]{other}")
+        if i:
+            options.append(head)
+    return "(?:" + "|".join(options) + ")"
+
+
+#: A SQLAlchemy URL without a password: no ``user:...@`` (one ``@`` at most, no ``:`` before
+#: it) and no query key starting with ``passw`` (password, passwd).
+URL_PATTERN = (
+    r"^[^:/?#@]+://(?:[^:@/?#]*@)?[^@?]*"
+    rf"(?:\?{_key_not_starting_with('passw')}(?:=[^&@]*)?"
+    rf"(?:&{_key_not_starting_with('passw')}(?:=[^&@]*)?)*)?$"
+)
 
 
 def _split_password(url: str) -> tuple[str, str | None]:
@@ -60,6 +89,14 @@ def _split_password(url: str) -> tuple[str, str | None]:
     )
 
 
+def _schema_extra(schema: dict[str, Any], model: type[Block]) -> None:
+    """Prefect's block schema, with ``url`` among the secret fields: Prefect's server does not
+    check block data against the schema, so a URL a client sent with a password in it is
+    still never shown on the block page, in API reads or in events."""
+    schema_extra(schema, model)
+    schema["secret_fields"] = [*schema["secret_fields"], "url"]
+
+
 class SqlDatabase(LazyClients, Block):
     """A SQL database reached through SQLAlchemy 2: a URL or its parts, pool settings and
     driver ``connect_args``. SQLite (the default, in memory) needs no extra package;
@@ -69,12 +106,17 @@ class SqlDatabase(LazyClients, Block):
     _block_type_name = "Flowport SQL Database"
     _description = "A SQL database (PostgreSQL, MariaDB/MySQL, SQLite) for flowport's SQL tasks."
 
+    model_config = ConfigDict(json_schema_extra=_schema_extra)
+
     url: str | None = Field(
         default=None,
+        # In the schema only (what the UI's form checks): in Python the validator below has
+        # already moved any password out, so there is nothing left to refuse.
+        json_schema_extra={"pattern": URL_PATTERN},
         description=(
-            "SQLAlchemy URL, e.g. postgresql+psycopg://user@host:5432/db. A password in it is "
-            "moved to 'password' (kept secret). When set, the parts below are ignored except "
-            "'password'."
+            "SQLAlchemy URL without the password, e.g. postgresql+psycopg://user@host:5432/db; "
+            "put the password in the password field. Shown as ******** once saved. When set, "
+            "the parts below are ignored except 'password'."
         ),
     )
     drivername: str = Field(

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import make_url
 
 from flowport.artifacts import summarise
 from flowport.errors import InvalidInput
@@ -26,10 +29,11 @@ from flowport_sql.db import Database, Row, Statement, TxStatement, check_format
 
 class SqlTask(RetryingTask):
     """Base of this connector's tasks: the transient predicate and a retry policy patient
-    enough for a database restart (about half a minute of backoff in all)."""
+    enough for a database restart: it keeps trying for about half a minute (the deadline
+    ends it, not the attempts; waits of up to 4 s with full jitter)."""
 
     tags = ("flowport", "sql")
-    retry_policy = RetryPolicy(attempts=8, initial_delay=0.5, max_delay=10.0, deadline=300.0)
+    retry_policy = RetryPolicy(attempts=100, initial_delay=0.5, max_delay=4.0, deadline=30.0)
 
     def is_transient(self, exc: BaseException) -> bool:
         return errors.is_transient(exc)
@@ -56,7 +60,9 @@ class Execute(SqlTask):
 
 class ExecuteMany(SqlTask):
     """Run one statement once per parameter set (executemany), all in one transaction;
-    returns the rows affected. Inputs are not hashed (no cache)."""
+    returns the rows affected. Inputs are not hashed (no cache), nor walked by Prefect."""
+
+    payload_params = ("seq_of_params",)
 
     def run(
         self,
@@ -175,7 +181,9 @@ class BulkInsert(SqlTask):
     STDIN``; other databases multi-row INSERT. Each batch is one transaction, retried whole
     and applied exactly once; a failure stops the load with earlier batches committed.
     Table and column names are checked against the reflected table. Rows are not hashed
-    (no cache). Returns the number of rows inserted."""
+    (no cache), nor walked by Prefect. Returns the number of rows inserted."""
+
+    payload_params = ("rows",)
 
     def run(
         self,
@@ -197,7 +205,7 @@ class BulkInsert(SqlTask):
                 batch_size=batch_size,
                 on_batch=progress.advance,
             )
-        _summary(self.name, ops.where, table, count, started)
+        _summary(self.name, database, ops.where, table, schema, count, started)
         return count
 
 
@@ -206,7 +214,9 @@ class Upsert(SqlTask):
     or unique constraint): ``ON CONFLICT`` on PostgreSQL and SQLite, ``ON DUPLICATE KEY
     UPDATE`` on MariaDB/MySQL. ``update_columns`` defaults to all non-key columns; ``[]``
     only inserts new keys. Each batch is one idempotent transaction. Rows are not hashed
-    (no cache). Returns the number of rows processed."""
+    (no cache), nor walked by Prefect. Returns the number of rows processed."""
+
+    payload_params = ("rows",)
 
     def run(
         self,
@@ -232,14 +242,17 @@ class Upsert(SqlTask):
                 batch_size=batch_size,
                 on_batch=progress.advance,
             )
-        _summary(self.name, ops.where, table, count, started)
+        _summary(self.name, database, ops.where, table, schema, count, started)
         return count
 
 
 class Transaction(SqlTask):
     """Run several statements in one transaction, all or nothing: each item is SQL, or
     ``(SQL, params)``, or ``(SQL, [params, ...])``. The whole transaction is the unit of
-    retry. Returns each statement's rowcount."""
+    retry. Returns each statement's rowcount. Statements and their parameter lists are not
+    walked by Prefect."""
+
+    payload_params = ("statements",)
 
     def run(self, database: SqlDatabase, statements: Sequence[TxStatement]) -> list[int]:
         if isinstance(statements, str):
@@ -247,10 +260,31 @@ class Transaction(SqlTask):
         return self.ops(database).transaction(statements)
 
 
+@dataclass(frozen=True)
+class Exported:
+    """What ``export_query`` wrote: the object's key, the rows and the object's size in bytes.
+
+    A small object rather than a dict, so Prefect's run graph links only it to the task:
+    a dict's keys (interned strings such as "rows") would draw false edges to any later
+    task that is passed an equal string."""
+
+    key: str
+    rows: int
+    size: int
+
+    def __getitem__(self, name: str) -> Any:
+        """``exported["rows"]`` (and ``"key"``, ``"bytes"``) for code written against the
+        dict this task used to return."""
+        fields = {"key": self.key, "rows": self.rows, "bytes": self.size}
+        if name not in fields:
+            raise KeyError(name)
+        return fields[name]
+
+
 class ExportQuery(SqlTask):
     """Stream a query's result into any flowport ObjectStore as CSV (with a header) or JSON
     Lines, never holding the result in memory. The whole export is the unit of retry (the
-    object is rewritten from the start). Returns ``{"key", "rows", "bytes"}``."""
+    object is rewritten from the start). Returns an :class:`Exported` (key, rows, size)."""
 
     def run(
         self,
@@ -261,7 +295,7 @@ class ExportQuery(SqlTask):
         format: str = "csv",
         params: Mapping[str, Any] | None = None,
         batch_size: int = 10_000,
-    ) -> dict[str, Any]:
+    ) -> Exported:
         fmt = check_format(format)
         retrier = self.retrier
         ops = self.ops(database, retrier)
@@ -277,19 +311,21 @@ class ExportQuery(SqlTask):
             return info, counter[0]
 
         info, rows = retrier(export)
+        where = store.url_for(key)
         summarise(
             self.name,
             [
                 {
                     "database": ops.where,
-                    "object": store.url_for(key),
+                    "object": where,
                     "rows": rows,
                     "bytes": info.size,
                     "seconds": round(time.perf_counter() - started, 3),
                 }
             ],
+            target=where,
         )
-        return {"key": key, "rows": rows, "bytes": info.size}
+        return Exported(key=key, rows=rows, size=info.size)
 
 
 class LoadFile(SqlTask):
@@ -319,11 +355,30 @@ class LoadFile(SqlTask):
                 batch_size=batch_size,
                 on_batch=progress.advance,
             )
-        _summary(self.name, ops.where, table, count, started)
+        _summary(self.name, database, ops.where, table, schema, count, started)
         return count
 
 
-def _summary(task_name: str, where: str, table: str, rows: int, started: float) -> None:
+def table_url(database: SqlDatabase, table: str, schema: str | None = None) -> str:
+    """``postgresql://host:port/db/schema.table``: where rows went, without user or password."""
+    url = make_url(database.url) if database.url else None
+    backend = url.get_backend_name() if url else database.dialect
+    host = (url.host if url else database.host) or ""
+    port = url.port if url else database.port
+    name = (url.database if url else database.database) or ""
+    qualified = f"{schema}.{table}" if schema else table
+    return f"{backend}://{host}{f':{port}' if port else ''}/{name}/{qualified}"
+
+
+def _summary(
+    task_name: str,
+    database: SqlDatabase,
+    where: str,
+    table: str,
+    schema: str | None,
+    rows: int,
+    started: float,
+) -> None:
     seconds = time.perf_counter() - started
     summarise(
         task_name,
@@ -336,6 +391,7 @@ def _summary(task_name: str, where: str, table: str, rows: int, started: float) 
                 "rows_per_second": int(rows / seconds) if seconds > 0 else None,
             }
         ],
+        target=table_url(database, table, schema),
     )
 
 
@@ -356,6 +412,7 @@ __all__ = [
     "Execute",
     "ExecuteMany",
     "ExportQuery",
+    "Exported",
     "FetchAll",
     "FetchMany",
     "FetchOne",
