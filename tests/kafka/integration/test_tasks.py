@@ -454,13 +454,14 @@ def test_flowport_check_keeps_kafka_python_quiet_unless_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flowport.cli import main
-    from flowport_kafka.plugin import LOG_LEVEL_ENV
     from tests.services import free_port
+
+    env = "FLOWPORT_KAFKA_LOG_LEVEL"
 
     def kafka_lines() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.name.startswith("kafka")]
 
-    monkeypatch.delenv(LOG_LEVEL_ENV, raising=False)
+    monkeypatch.delenv(env, raising=False)
     caplog.set_level(logging.DEBUG)  # the root logger passes everything on
     name = f"check-{uuid.uuid4().hex[:8]}"
     kafka_block.save(name)
@@ -478,10 +479,10 @@ def test_flowport_check_keeps_kafka_python_quiet_unless_asked(
     assert kafka_lines() == []
 
     # asked for: the environment variable, or a level the user set on the logger
-    monkeypatch.setenv(LOG_LEVEL_ENV, "DEBUG")
+    monkeypatch.setenv(env, "DEBUG")
     assert main(["check", "kafka", "--block", name]) == 0
     assert kafka_lines()
-    monkeypatch.delenv(LOG_LEVEL_ENV)
+    monkeypatch.delenv(env)
     caplog.clear()
     kafka_logger.setLevel(logging.INFO)
     assert main(["check", "kafka", "--block", name]) == 0
