@@ -147,3 +147,24 @@ def test_copy_objects_streams_and_verifies(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidInput, match="does not match its source"):
         copy_objects(src, Corrupting(tmp_path / "c"), keys[:1])
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_transfer_tasks_in_a_flow(tmp_path: Path) -> None:
+    from prefect import flow
+
+    from flowport.transfer_tasks import copy_between, run_transfer
+
+    store, mirror = LocalStore(tmp_path / "a"), LocalStore(tmp_path / "b")
+    sink = StoreSink(store, "out", max_file_rows=6)
+
+    @flow
+    def pipeline() -> tuple[int, int]:
+        moved = run_transfer(TableSource(list(range(1, 21))), sink, "nums")
+        copied = copy_between(store, mirror, prefix="out")
+        return moved.rows, len(copied.copied)
+
+    assert pipeline() == (20, 5)  # 4 data files + the state object
+    assert [mirror.get_bytes(k) for k in sink.files("nums")] == [
+        store.get_bytes(k) for k in sink.files("nums")
+    ]
