@@ -111,6 +111,19 @@ def types(session: nox.Session) -> None:
     session.run("mypy", "shared/src", *(f"connectors/{c}/src" for c in CONNECTORS))
 
 
+@nox.session(name="typing")
+def typing_(session: nox.Session) -> None:
+    """mypy and pyright on snippets that call every prebuilt task (tests/typing)."""
+    session.install(
+        "./shared",
+        *(f"./{PACKAGES[c]}" for c in CONNECTORS),
+        *TEST_TOOLS,
+        "mypy>=1.13",
+        "pyright",
+    )
+    _pytest(session, "tests/typing")
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """``nox -s bench -- core`` (or a connector name, or ``all``); extra args go to the script."""
@@ -136,7 +149,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Everything CI runs: lint, types, every unit and integration session."""
-    names = ["lint", "types", *(f"unit-{p}" for p in PACKAGES), "integration-harness"]
+    names = ["lint", "types", "typing", *(f"unit-{p}" for p in PACKAGES), "integration-harness"]
     names.append("integration-flows")
     names += [f"integration-{p}" for p in PACKAGES if (ROOT / "tests" / p / "integration").is_dir()]
     for name in names:
