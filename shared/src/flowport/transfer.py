@@ -35,11 +35,18 @@ STATE_DIR = "_flowport_state"
 @dataclass(frozen=True)
 class Extract:
     """Batches a source produced for rows with ``lower < cursor <= upper`` (bounds may be None:
-    no lower bound / a full extraction)."""
+    no lower bound / a full extraction).
+
+    Sources whose position lives with them (Kafka's committed offsets) give ``label``, a
+    deterministic name of what was read (topic, partitions and offset ranges), and ``commit``,
+    which :func:`transfer` calls only after the sink has stored the data.
+    """
 
     batches: Iterable[pa.RecordBatch]
     lower: Any = None
     upper: Any = None
+    label: str | None = None
+    commit: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ def transfer(source: Source, sink: Sink, *, name: str, incremental: bool = True)
     since = sink.state(name) if incremental else None
     extract = source.extract(since)
     loaded = sink.load(extract, name)
+    if extract.commit is not None:
+        extract.commit()
     return TransferResult(
         name=name,
         source=source.uri,
@@ -116,6 +125,8 @@ def encode_cursor(value: Any) -> Any:
         return {"date": value.isoformat()}
     if isinstance(value, decimal.Decimal):
         return {"decimal": str(value)}
+    if isinstance(value, list | tuple):
+        return [encode_cursor(v) for v in value]
     raise InvalidInput(
         f"cursor value {value!r} ({type(value).__name__}) cannot be stored as a high-water mark; "
         "use an integer, decimal, date or timestamp column"
@@ -124,6 +135,8 @@ def encode_cursor(value: Any) -> Any:
 
 def decode_cursor(value: Any) -> Any:
     """Inverse of :func:`encode_cursor`."""
+    if isinstance(value, list):
+        return [decode_cursor(v) for v in value]
     if isinstance(value, dict):
         ((kind, text),) = value.items()
         parse: dict[str, Callable[[str], Any]] = {
@@ -218,7 +231,8 @@ class StoreSink:
 
     def load(self, extract: Extract, name: str) -> LoadResult:
         state = self.read_state(name)
-        stem = join_key(self.prefix, f"{name}-{run_id(name, extract.lower)}-")
+        label = extract.label or run_id(name, extract.lower)
+        stem = join_key(self.prefix, f"{name}-{label}-")
         ext = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}[self.format]
         written: list[WriteResult] = []
         parts = _Splitter(extract.batches, self.max_file_rows)

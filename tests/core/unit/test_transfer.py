@@ -168,3 +168,29 @@ def test_transfer_tasks_in_a_flow(tmp_path: Path) -> None:
     assert [mirror.get_bytes(k) for k in sink.files("nums")] == [
         store.get_bytes(k) for k in sink.files("nums")
     ]
+
+
+def test_source_commit_runs_only_after_the_sink_stored_the_data(tmp_path: Path) -> None:
+    commits: list[str] = []
+
+    @dataclass
+    class Batches:
+        uri: str = "queue://topic"
+
+        def extract(self, since: Any = None) -> Extract:
+            batch = pa.record_batch({"id": [1, 2, 3]})
+            return Extract([batch], label="topic-p0-0-2", commit=lambda: commits.append("c"))
+
+    class Broken(LocalStore):
+        def put_stream(self, source: Source, key: str, *, if_not_exists: bool = False) -> Any:
+            raise ConnectionResetError("store down")
+
+    with pytest.raises(ConnectionResetError):
+        transfer(Batches(), StoreSink(Broken(tmp_path / "x"), "q"), name="t")
+    assert commits == []
+    sink = StoreSink(LocalStore(tmp_path / "y"), "q")
+    first = transfer(Batches(), sink, name="t")
+    again = transfer(Batches(), sink, name="t")  # the same batch read twice: same object
+    assert commits == ["c", "c"]
+    assert first.written == again.written and len(sink.files("t")) == 1
+    assert sink.files("t")[0] == "q/t-topic-p0-0-2-00000.parquet"
