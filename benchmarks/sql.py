@@ -9,7 +9,10 @@ Loads N rows of (int, text, float, timestamp) with
   * prefect-sqlalchemy ``SqlAlchemyConnector.execute_many``,
   * pandas ``DataFrame.to_sql(method="multi")``,
 then streams M rows with flowport ``stream_query`` (and a raw psycopg named cursor) in a
-subprocess each, reporting rows/s and peak RSS (VmHWM). Needs benchmarks/requirements-sql.txt.
+subprocess each, reporting rows/s and peak RSS (VmHWM), and last passes 50,000 rows as a list
+to ``bulk_insert`` inside a Prefect flow (a task run; the rows are a payload parameter Prefect
+does not walk) against ``bulk_insert.fn`` (no task run). ``--in-flow`` runs only that last
+part. Needs benchmarks/requirements-sql.txt.
 """
 
 from __future__ import annotations
@@ -94,6 +97,54 @@ def flowport_bulk_insert(url: str, table: str, rows: list[tuple[Any, ...]]) -> N
         bulk_insert.fn(db, table, rows, columns=COLUMNS, batch_size=50_000)
 
 
+def in_flow_vs_fn(url: str, dsn: str, n: int = 50_000, repeat: int = 3) -> None:
+    """``bulk_insert(db, table, rows)`` inside a flow against ``bulk_insert.fn``: the best of
+    ``repeat`` runs each, on an ephemeral Prefect server, same rows, same table shape."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="flowport-bench-"))
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from prefect import flow
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flowport_sql import SqlDatabase, bulk_insert
+
+    rows = [dict(zip(COLUMNS, r, strict=True)) for r in make_rows(n)]
+    db = SqlDatabase(url=url)
+
+    @flow
+    def load(table: str) -> float:
+        started = time.perf_counter()
+        bulk_insert(db, table, rows)  # a task run; rows passed as a list
+        return time.perf_counter() - started
+
+    def direct() -> float:
+        started = time.perf_counter()
+        bulk_insert.fn(db, "bench_fn", rows)
+        return time.perf_counter() - started
+
+    with prefect_test_harness(server_startup_timeout=180):
+        in_flow, plain = [], []
+        for _ in range(repeat):
+            reset_table(dsn, "bench_flow")
+            in_flow.append(load("bench_flow"))
+            reset_table(dsn, "bench_fn")
+            plain.append(direct())
+        if count(dsn, "bench_flow") != n or count(dsn, "bench_fn") != n:
+            raise SystemExit("in-flow benchmark: row counts differ")
+    db.dispose()
+    flow_s, fn_s = min(in_flow), min(plain)
+    print(f"\nbulk_insert of {n:,} rows passed as a list (best of {repeat})")
+    print(f"{'call':34} {'seconds':>9} {'vs .fn':>8}")
+    print(f"{'bulk_insert.fn (no task run)':34} {fn_s:9.2f} {1.0:7.2f}x")
+    print(f"{'bulk_insert(...) inside a flow':34} {flow_s:9.2f} {flow_s / fn_s:7.2f}x")
+    with __import__("psycopg").connect(dsn, autocommit=True) as conn:
+        for table in ("bench_flow", "bench_fn"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 def prefect_execute_many(url: str, table: str, dict_rows: list[dict[str, Any]]) -> None:
     from prefect_sqlalchemy import SqlAlchemyConnector
 
@@ -169,6 +220,9 @@ def stream_in_child(mode: str, url: str, dsn: str, table: str, batch: int) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (< 1 min)")
+    parser.add_argument(
+        "--in-flow", action="store_true", help="only bulk_insert inside a flow against .fn"
+    )
     args = parser.parse_args()
     n_load = 20_000 if args.quick else 1_000_000
     n_stream = 200_000 if args.quick else 5_000_000
@@ -180,6 +234,9 @@ def main() -> None:
     pg = harness.up(["postgres"])["postgres"]
     url, dsn = pg.sqlalchemy_url, pg.dsn  # type: ignore[attr-defined]
     try:
+        if args.in_flow:
+            in_flow_vs_fn(url, dsn)
+            return
         # Import everything before timing anything (importing Prefect alone takes seconds).
         import pandas as pd
         import prefect_sqlalchemy  # noqa: F401
@@ -260,6 +317,7 @@ def main() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for table in [*tables, "bench_stream"]:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
+        in_flow_vs_fn(url, dsn)
     finally:
         if not reused:  # never stop a server someone else started
             harness.down()

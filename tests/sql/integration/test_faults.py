@@ -206,3 +206,31 @@ def test_wrong_password_is_permanent_tried_once_and_never_shown(server: Any) -> 
     assert rec.seen == []
     assert wrong not in str(info.value) and f"{server.port}" in str(info.value)
     db.dispose()
+
+
+def test_default_policy_rides_out_a_15_second_outage(
+    db: SqlDatabase, make_table: Any, proxied: tuple[SqlDatabase, Any]
+) -> None:
+    """The documented default: about half a minute of retrying, so a 15 s outage (the path to
+    the server refuses connections) is survived without any retry_policy given."""
+    t = make_table()
+    bulk_insert.fn(db, t, [{"id": 1, "name": "there"}])
+    pdb, proxy = proxied
+    enabled = threading.Event()
+
+    def reopen() -> None:
+        proxy.enable()
+        enabled.set()
+
+    proxy.disable()
+    back = threading.Timer(15.0, reopen)
+    back.start()
+    try:
+        with retries() as rec:
+            row = fetch_one.fn(pdb, f"SELECT id, name FROM {t}")
+        outlasted = enabled.is_set()  # the call returned only once the path was back
+    finally:
+        back.cancel()
+        proxy.enable()
+    assert row == {"id": 1, "name": "there"}
+    assert rec.seen and outlasted
