@@ -14,6 +14,7 @@ import builtins
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import threading
 import uuid
@@ -40,6 +41,8 @@ T = TypeVar("T")
 #: google-crc32c and google-auth ship without type hints.
 google_crc32c: Any = _google_crc32c
 
+_log = logging.getLogger("flowport.gcs")
+
 #: compose accepts at most this many sources per request.
 MAX_COMPOSE = 32
 
@@ -63,6 +66,8 @@ class UploadStats:
     retries: int = 0
     #: Parts of a parallel composite upload (0: not composite).
     composite_parts: int = 0
+    #: The resumable session was cancelled after a failure (nothing written at the key).
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -408,25 +413,60 @@ class GcsStore(BaseStore):
         checksum = google_crc32c.Checksum()
         offset = 0
         result: dict[str, Any] | None = None
-        piece = next(pieces, None)
-        while piece is not None:
-            end = offset + len(piece)
-            last = len(piece) < self.block.chunk_size or (size is not None and end >= size)
-            before = crc32c_b64(checksum)
-            checksum.update(piece)
-            crcs = (before, crc32c_b64(checksum))
-            stats.chunks += 1
-            result = self._send_chunk(stats, piece, offset, last, size, crcs)
-            offset = end
-            del piece  # sent: not kept while the next chunk is read
-            piece = None if last else next(pieces, None)
-        if result is None:  # the stream ended on a chunk boundary
-            crc = crc32c_b64(checksum)
-            result = self._send_chunk(stats, b"", offset, True, size, (crc, crc))
+        try:
+            piece = next(pieces, None)
+            while piece is not None:
+                end = offset + len(piece)
+                last = len(piece) < self.block.chunk_size or (size is not None and end >= size)
+                before = crc32c_b64(checksum)
+                checksum.update(piece)
+                crcs = (before, crc32c_b64(checksum))
+                stats.chunks += 1
+                result = self._send_chunk(stats, piece, offset, last, size, crcs)
+                offset = end
+                del piece  # sent: not kept while the next chunk is read
+                piece = None if last else next(pieces, None)
+            if result is None:  # the stream ended on a chunk boundary
+                crc = crc32c_b64(checksum)
+                result = self._send_chunk(stats, b"", offset, True, size, (crc, crc))
+        except BaseException as exc:
+            # The source failed (or a chunk gave up) before the last byte: nothing may appear
+            # at the key, so the session is cancelled rather than left to expire.
+            if result is None:
+                self._cancel_session(stats, exc)
+            raise
         assert result is not None
         stats.size = offset
         self._verify(full_key, result, offset, crc32c_b64(checksum))
         return self._info_from(result)
+
+    def _cancel_session(self, stats: UploadStats, cause: BaseException) -> None:
+        """DELETE the resumable session (GCS answers 499): its bytes are dropped and the
+        object at the key, if any, is untouched. Best effort: the original failure matters
+        more, and an unfinished session expires on its own after a week."""
+        from google.api_core import exceptions as gexc
+
+        url = stats.session_url or ""
+
+        def unit() -> None:
+            try:
+                self._request("DELETE", url, headers=self._csek_headers()).close()
+            except gexc.GoogleAPICallError as exc:
+                if errors.status_of(exc) in (499, 404, 410):  # cancelled, or already gone
+                    return
+                raise
+
+        try:
+            self._call("cancel of resumable upload", stats.key, unit)
+            stats.cancelled = True
+        except Exception as exc:
+            _log.warning(
+                "GCS resumable upload of %s could not be cancelled (%s) after %s; "
+                "the session expires on its own",
+                self._gs(stats.key),
+                exc,
+                type(cause).__name__,
+            )
 
     def _verify(self, full_key: str, resource: dict[str, Any], size: int, crc: str) -> None:
         got_size = int(resource.get("size", -1))
@@ -715,12 +755,17 @@ class GcsStore(BaseStore):
     def _media_url(self, full_key: str) -> str:
         return f"{self.creds.api_endpoint}/download/storage/v1{self._object_path(full_key)}"
 
-    def _get_media(self, full_key: str, start: int, generation: str | None) -> Any:
+    def _get_media(
+        self, full_key: str, start: int, generation: str | None, end: int | None = None
+    ) -> Any:
+        """GET the object's bytes from ``start`` (to ``end`` inclusive, when given)."""
         params = {"alt": "media"}
         if generation:
             params["generation"] = generation  # a resumed read sees the same version
         headers = {"Accept-Encoding": "gzip", **self._csek_headers()}  # stored bytes, as-is
-        if start:
+        if end is not None:
+            headers["Range"] = f"bytes={start}-{end}"
+        elif start:
             headers["Range"] = f"bytes={start}-"
         return self._request(
             "GET", self._media_url(full_key), params=params, headers=headers, stream=True
@@ -730,12 +775,19 @@ class GcsStore(BaseStore):
         resp = self._call("download", key, self._get_media, key, 0, None)
         return _Reader(self, key, resp)  # type: ignore[return-value]
 
-    def get_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo:
-        """Download to ``path`` atomically, in ``chunk_size`` reads, resuming dropped reads."""
+    def get_file(
+        self, key: str, path: str | os.PathLike[str], *, info: ObjectInfo | None = None
+    ) -> ObjectInfo:
+        """Download to ``path`` atomically, in ``chunk_size`` reads, resuming dropped reads.
+
+        ``info``: what ``stat(key)`` returned, when the caller has it; it is returned (no
+        second metadata request) unless the object downloaded is not the one it describes.
+        """
         import tempfile
 
         target = Path(path)
         reader = self.open(key)  # NotFound before any file is created
+        size = int(getattr(reader, "size", -1))
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         try:
@@ -746,7 +798,9 @@ class GcsStore(BaseStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return self.stat(key)
+        if info is not None and info.size == size:
+            return replace(info, key=key)
+        return self.stat(key)  # no info, or the object changed since the caller's stat
 
     def _stat(self, key: str) -> ObjectInfo:
         return self._blob_info(self._meta_blob(key))
@@ -1042,7 +1096,16 @@ def _read_range(fh: BinaryIO, length: int, chunk_size: int) -> Iterator[bytes]:
 
 class _Reader(io.RawIOBase):
     """A streaming reader of one object that reopens at its position after a dropped
-    connection (same generation), and checks the crc32c of a complete read."""
+    connection (same generation), and checks the crc32c of a complete read.
+
+    It is seekable: after a seek it reads with bounded ranged GETs (at least ``min_range``
+    bytes each, pinned to the generation), so a Parquet reader fetches only the footer and the
+    column chunks it needs. A seeked read is not checked against the object's crc32c (it does
+    not see every byte); each range is checked for its length.
+    """
+
+    #: Smallest ranged GET after a seek (small reads are served from what it brought).
+    min_range = 64 * 1024
 
     def __init__(self, store: GcsStore, full_key: str, resp: Any):
         super().__init__()
@@ -1054,14 +1117,49 @@ class _Reader(io.RawIOBase):
         self._generation = resp.headers.get("X-Goog-Generation")
         self._expected = _hash_header(resp.headers.get("X-Goog-Hash"), "crc32c")
         self._checksum = google_crc32c.Checksum()
+        #: True once the reader has been seeked: reads are bounded ranged GETs from then on.
+        self.random_access = False
+        self._buffer = b""
+        self._buffer_at = 0
 
     @property
     def size(self) -> int:
         """Bytes in the object."""
         return self._size
 
+    @property
+    def generation(self) -> str | None:
+        """The generation every request of this reader is pinned to."""
+        return str(self._generation) if self._generation else None
+
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed GCS reader")
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._pos + offset
+        elif whence == io.SEEK_END:
+            target = self._size + offset
+        else:
+            raise ValueError(f"invalid whence {whence!r}")
+        if target < 0:
+            raise OSError(f"negative seek position {target}")
+        if target != self._pos:
+            self._drop()  # the open stream is elsewhere: ranged GETs from here on
+            self.random_access = True
+            self._checksum = None  # not every byte will be seen in order
+            self._pos = target
+        return self._pos
 
     def _read_unit(self, size: int) -> bytes:
         if self._resp is None:
@@ -1078,12 +1176,48 @@ class _Reader(io.RawIOBase):
             )  # transient: reopen at _pos
         return data
 
+    def _range_unit(self, size: int) -> bytes:
+        """One bounded ranged GET from ``_pos``: the retried unit of a random-access read."""
+        start = self._pos
+        end = min(start + max(size, self.min_range), self._size) - 1
+        resp = self._store._get_media(self._key, start, self._generation, end)
+        try:
+            data: bytes = resp.raw.read(decode_content=False)
+        finally:
+            resp.close()
+        if len(data) != end - start + 1:
+            raise ConnectionResetError(f"range {start}-{end} ended after {len(data)} bytes")
+        if self._store.on_bytes:
+            self._store.on_bytes(len(data))
+        return data
+
+    def _read_random(self, size: int) -> bytes:
+        end = min(self._pos + size, self._size)
+        parts = []
+        while self._pos < end:
+            offset = self._pos - self._buffer_at
+            if not (0 <= offset < len(self._buffer)):
+                self._buffer = self._store._call(
+                    "download", self._key, self._range_unit, end - self._pos
+                )
+                self._buffer_at, offset = self._pos, 0
+            part = self._buffer[offset : offset + end - self._pos]
+            if offset + len(part) >= len(self._buffer):
+                self._buffer = b""  # consumed: not kept
+            parts.append(part)
+            self._pos += len(part)
+        return b"".join(parts)
+
     def read(self, size: int | None = -1) -> bytes:
+        if self.closed:
+            raise ValueError("I/O operation on closed GCS reader")
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(CHUNK_SIZE), b""))
         if self._pos >= self._size or size == 0:
             self._finish()
             return b""
+        if self.random_access:
+            return self._read_random(size)
         data = self._store._call("download", self._key, self._read_unit, size)
         self._pos += len(data)
         self._checksum.update(data)
@@ -1119,6 +1253,7 @@ class _Reader(io.RawIOBase):
 
     def close(self) -> None:
         self._drop()
+        self._buffer = b""
         super().close()
 
 

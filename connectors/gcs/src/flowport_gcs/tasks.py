@@ -191,11 +191,11 @@ class DownloadFile(GcsTask):
             )
         store = self.store(bucket)
         target = Path(path) if path is not None else local_path(directory or ".", key, system="GCS")
-        size = store.stat(key).size
+        head = store.stat(key)  # the only metadata request: get_file reuses it
         started = time.perf_counter()
-        with Progress(f"download {store.url_for(key)}", total=size) as progress:
+        with Progress(f"download {store.url_for(key)}", total=head.size) as progress:
             store.on_bytes = progress.advance
-            info = store.get_file(key, target)
+            info = store.get_file(key, target, info=head)
         self.transfer_row(store, key, info.size, started, destination=str(target))
         return target
 

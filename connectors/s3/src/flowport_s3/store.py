@@ -799,7 +799,16 @@ def local_etag(path: Path, remote_etag: str, part_size: int) -> str:
 
 class _Reader(io.RawIOBase):
     """A streaming GetObject that resumes with ``Range: bytes=<pos>-`` (and ``If-Match``) after
-    a transient failure: reading the next block is the retried unit."""
+    a transient failure: reading the next block is the retried unit.
+
+    It is seekable: after a seek it reads with bounded ranged GETs (``bytes=<pos>-<end>``,
+    at least ``min_range`` bytes each), so a Parquet reader fetches only the footer and the
+    column chunks it needs, never the whole object. Every GET is pinned to the ETag the
+    first one saw, so a replaced object is never mixed into one read.
+    """
+
+    #: Smallest ranged GET after a seek (small reads are served from what it brought).
+    min_range = 64 * 1024
 
     def __init__(self, store: S3Store, key: str, *, etag: str | None = None):
         super().__init__()
@@ -809,10 +818,44 @@ class _Reader(io.RawIOBase):
         self.pos = 0
         self.size: int | None = None
         self.body: Any = None
+        #: True once the reader has been seeked: reads are bounded ranged GETs from then on.
+        self.random_access = False
+        self._buffer = b""  # bytes of a ranged GET beyond what the last read asked for
+        self._buffer_at = 0
         store.retrier(self._get)  # eager: a missing key fails here, at open()
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed S3 reader")
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self.pos + offset
+        elif whence == io.SEEK_END:
+            target = self._size() + offset
+        else:
+            raise ValueError(f"invalid whence {whence!r}")
+        if target < 0:
+            raise OSError(f"negative seek position {target}")
+        if target != self.pos:
+            self._drop()  # the open stream is somewhere else: ranged GETs from here on
+            self.random_access = True
+            self.pos = target
+        return self.pos
+
+    def _size(self) -> int:
+        if self.size is None:  # pragma: no cover - the eager GET always sets it
+            self.size = int(self.store._stat(self.key).size)
+        return self.size
 
     def _get(self) -> None:
         params: dict[str, Any] = {"Key": self.key}
@@ -824,6 +867,35 @@ class _Reader(io.RawIOBase):
         self.etag = self.etag or _etag(resp.get("ETag"))
         self.size = self.pos + int(resp.get("ContentLength", 0))
         self.body = resp["Body"]
+
+    def _get_range(self, size: int) -> bytes:
+        """One bounded ranged GET from ``pos``: the retried unit of a random-access read."""
+        start = self.pos
+        end = min(start + max(size, self.min_range), self._size()) - 1
+        params: dict[str, Any] = {"Key": self.key, "Range": f"bytes={start}-{end}"}
+        if self.etag:
+            params["IfMatch"] = f'"{self.etag}"'
+        resp = self.store._raw("GetObject", self.key, **params)
+        body = resp["Body"]
+        try:
+            data: bytes = body.read()
+        except Exception as exc:
+            raise errors.translate(
+                exc,
+                operation="GetObject",
+                target=self.store._target(self.key),
+                endpoint=self.store.bucket.endpoint,
+            ) from exc
+        finally:
+            body.close()
+        if len(data) != end - start + 1:
+            raise errors.translate(
+                ConnectionError(f"range {start}-{end} ended after {len(data)} bytes"),
+                operation="GetObject",
+                target=self.store._target(self.key),
+                endpoint=self.store.bucket.endpoint,
+            )
+        return data
 
     def _drop(self) -> None:
         body, self.body = self.body, None
@@ -854,6 +926,17 @@ class _Reader(io.RawIOBase):
             )
         return data
 
+    def _read_random(self, size: int) -> bytes:
+        """``size`` bytes at ``pos`` from the last ranged GET's bytes, or a new ranged GET."""
+        offset = self.pos - self._buffer_at
+        if not (0 <= offset < len(self._buffer)):
+            self._buffer = self.store.retrier(self._get_range, size)
+            self._buffer_at, offset = self.pos, 0
+        data = self._buffer[offset : offset + size]
+        if offset + size >= len(self._buffer):
+            self._buffer = b""  # consumed: not kept
+        return data
+
     def read(self, size: int | None = -1) -> bytes:
         if self.closed:
             raise ValueError("I/O operation on closed S3 reader")
@@ -861,7 +944,16 @@ class _Reader(io.RawIOBase):
             return self.readall()
         if size == 0 or (self.size is not None and self.pos >= self.size):
             return b""
-        data = self.store.retrier(self._read_block, size)
+        if self.random_access:  # exactly ``size`` bytes unless the object ends first
+            end = min(self.pos + size, self._size())
+            parts = []
+            while self.pos < end:
+                part = self._read_random(end - self.pos)
+                parts.append(part)
+                self.pos += len(part)
+            return b"".join(parts)
+        else:
+            data = self.store.retrier(self._read_block, size)
         self.pos += len(data)
         return data
 
@@ -878,6 +970,7 @@ class _Reader(io.RawIOBase):
 
     def close(self) -> None:
         self._drop()
+        self._buffer = b""
         super().close()
 
 
