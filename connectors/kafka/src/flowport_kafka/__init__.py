@@ -56,6 +56,12 @@ from flowport_kafka.tasks import (
     produce,
     wait_for_lag_below,
 )
+from flowport_kafka.transfer import (
+    ConsumeToStore,
+    ConsumeToStoreResult,
+    KafkaSource,
+    consume_to_store,
+)
 
 __all__ = [
     "AwaitMessage",
@@ -64,12 +70,15 @@ __all__ = [
     "Consume",
     "ConsumeInto",
     "ConsumeIntoResult",
+    "ConsumeToStore",
+    "ConsumeToStoreResult",
     "ConsumerLag",
     "CreateTopics",
     "DeleteTopics",
     "Delivery",
     "DescribeTopics",
     "KafkaConnection",
+    "KafkaSource",
     "KafkaTask",
     "ListTopics",
     "Message",
@@ -84,6 +93,7 @@ __all__ = [
     "commit",
     "consume",
     "consume_into",
+    "consume_to_store",
     "consumer_lag",
     "create_topics",
     "delete_topics",

@@ -403,6 +403,63 @@ def committed_offsets(admin: KafkaAdminClient, group_id: str) -> dict[TopicParti
     return {tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0}
 
 
+#: Metadata of a committed offset that pins the end of the batch being read from it.
+PIN = "flowport-batch-end="
+
+
+def committed_positions(
+    admin: KafkaAdminClient, group_id: str
+) -> dict[TopicPartition, tuple[int, str]]:
+    """The offsets ``group_id`` committed, each with its metadata string."""
+    found = admin.list_group_offsets({group_id: None}).get(group_id, {})
+    return {
+        tp: (meta.offset, meta.metadata or "")
+        for tp, meta in found.items()
+        if meta is not None and meta.offset >= 0
+    }
+
+
+def pinned_plan(
+    partitions: Sequence[TopicPartition],
+    positions: Mapping[TopicPartition, tuple[int, str]],
+    begins: Mapping[TopicPartition, int],
+) -> dict[TopicPartition, tuple[int, int]] | None:
+    """The plan a previous call pinned (see :func:`pin_offsets`) and never committed, or None.
+
+    A pin is the metadata ``flowport-batch-end=<stop>`` on a committed offset ``first``: that
+    call was reading ``[first, stop)``. Reading the same ranges again (whatever arrived since,
+    whatever ``max_messages`` is now) gives the same batch, so the same label and object keys.
+    """
+    plan: dict[TopicPartition, tuple[int, int]] = {}
+    pinned = False
+    for tp in partitions:
+        first, meta = positions.get(tp, (None, ""))
+        if first is not None and meta.startswith(PIN):
+            try:
+                stop = int(meta[len(PIN) :])
+            except ValueError:
+                stop = first
+            if stop > first:
+                first = max(first, begins[tp])  # retention removed part of it meanwhile
+                plan[tp] = (first, max(first, stop))
+                pinned = True
+                continue
+        plan[tp] = (first, first) if first is not None else (begins[tp], begins[tp])
+    return plan if pinned else None
+
+
+def pin_offsets(
+    plan: Mapping[TopicPartition, tuple[int, int]],
+) -> dict[TopicPartition, Any]:
+    """The commit that pins ``plan``: each non-empty range's first offset, with its stop in
+    the metadata. Consumers reading the offset (anyone's) see an unchanged position."""
+    return {
+        tp: OffsetAndMetadata(first, f"{PIN}{stop}", -1)
+        for tp, (first, stop) in plan.items()
+        if stop > first
+    }
+
+
 def plan_batch(
     partitions: Sequence[TopicPartition],
     committed: Mapping[TopicPartition, int],
@@ -986,6 +1043,35 @@ class Reader:
         """
         consumer = self.consumer
         started = time.monotonic()
+        got = self.fetch_planned(plan, stall_timeout)
+        messages: list[Message] = []
+        offsets: dict[tuple[str, int], int] = {}
+        nbytes = 0
+        for tp, recs in got.items():
+            if recs:
+                nbytes += self._convert(recs, messages)
+                offsets[(tp.topic, tp.partition)] = recs[-1].offset + 1
+        room = max_messages - sum(stop - first for first, stop in plan.values())
+        if stop_at_end or room <= 0:
+            return Batch(self.group_id, messages, offsets, nbytes)
+        # every partition is read to its end: wait for newer messages while there is room
+        consumer.resume(*plan)
+        deadline = started + max_wait
+        while room > 0 and (remaining := deadline - time.monotonic()) > 0:
+            polled = consumer.poll(timeout_ms=int(min(remaining, 1.0) * 1000), max_records=room)
+            for tp, recs in polled.items():
+                if recs:
+                    nbytes += self._convert(recs, messages)
+                    offsets[(tp.topic, tp.partition)] = recs[-1].offset + 1
+                    room -= len(recs)
+        return Batch(self.group_id, messages, offsets, nbytes)
+
+    def fetch_planned(
+        self, plan: Mapping[TopicPartition, tuple[int, int]], stall_timeout: float
+    ) -> dict[TopicPartition, list[Any]]:
+        """The raw records (kafka-python ``ConsumerRecord``) of exactly the ranges of ``plan``,
+        per partition in offset order; the partitions are left paused at their stops."""
+        consumer = self.consumer
         consumer.assign(list(plan))
         todo: dict[TopicPartition, int] = {}
         for tp, (first, stop) in plan.items():
@@ -1024,27 +1110,7 @@ class Reader:
                     system=SYSTEM,
                     target=str(self.group_id),
                 )
-        messages: list[Message] = []
-        offsets: dict[tuple[str, int], int] = {}
-        nbytes = 0
-        for tp, recs in got.items():
-            if recs:
-                nbytes += self._convert(recs, messages)
-                offsets[(tp.topic, tp.partition)] = recs[-1].offset + 1
-        room = max_messages - sum(stop - first for first, stop in plan.values())
-        if stop_at_end or room <= 0:
-            return Batch(self.group_id, messages, offsets, nbytes)
-        # every partition is read to its end: wait for newer messages while there is room
-        consumer.resume(*plan)
-        deadline = started + max_wait
-        while room > 0 and (remaining := deadline - time.monotonic()) > 0:
-            polled = consumer.poll(timeout_ms=int(min(remaining, 1.0) * 1000), max_records=room)
-            for tp, recs in polled.items():
-                if recs:
-                    nbytes += self._convert(recs, messages)
-                    offsets[(tp.topic, tp.partition)] = recs[-1].offset + 1
-                    room -= len(recs)
-        return Batch(self.group_id, messages, offsets, nbytes)
+        return got
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Commit ``offsets`` with this consumer's group membership."""
