@@ -134,7 +134,9 @@ def test_members_split_partitions_and_commit_their_own(
         assert extract.label == "_".join(
             f"{topic}-p{p}-0-9" if i == 0 else f"p{p}-0-9" for i, p in enumerate(parts)
         )
-        seen += zip(table.column("partition").to_pylist(), table.column("offset").to_pylist())
+        seen += zip(
+            table.column("partition").to_pylist(), table.column("offset").to_pylist(), strict=True
+        )
         assert extract.commit is not None
         extract.commit()
     assert sorted(seen) == [(p, o) for p in range(6) for o in range(10)]
