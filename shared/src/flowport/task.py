@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 from prefect import Task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.tasks import _generate_task_key
 from prefect.utilities.annotations import opaque
 from pydantic import BaseModel
 from typing_extensions import ParamSpec, Self
@@ -129,8 +130,8 @@ class RetryingTask(abc.ABC):
             "description": inspect.getdoc(type(self)),
         }
         options.update(task_options or {})
+        self._key_name = str(options["name"])
         self._task: Task[Any, Any] = Task(fn=self._make_fn(), **options)
-        self._task.task_key = self._task_key()
         self.__signature__ = self.signature  # inspect.signature(task) shows run's parameters
         self._payload_positions = {
             name: i
@@ -228,10 +229,23 @@ class RetryingTask(abc.ABC):
             def fn(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
                 return self._invoke(args, kwargs)
 
+        return self._label(fn, run)
+
+    def _label(self, fn: Callable[..., Any], run: Callable[..., Any]) -> Callable[..., Any]:
+        """Give ``fn`` ``run``'s name, docs and signature, and a qualname Prefect's task key is
+        derived from.
+
+        Prefect keys a task by its function's qualname (last part) and a hash of its code, and
+        derives it again in every copy (``with_options``, task workers' ``serve``). All flowport
+        tasks share one code object, so the qualname carries module, class and task name: the
+        key is distinct per task and the same in every process and copy.
+        """
+        cls = type(self)
+        where = f"{cls.__module__}.{cls.__qualname__}".replace(".", "_")
         fn.__name__ = run.__name__
         fn.__doc__ = run.__doc__
-        fn.__qualname__ = f"{type(self).__qualname__}.run"
-        fn.__module__ = type(self).__module__
+        fn.__qualname__ = f"{cls.__qualname__}.{self._key_name}__{where}"
+        fn.__module__ = cls.__module__
         fn.__signature__ = self.signature  # type: ignore[attr-defined]
         return fn
 
@@ -250,12 +264,6 @@ class RetryingTask(abc.ABC):
     def prefect_task(self) -> Task[Any, Any]:
         """The underlying ``prefect.Task``."""
         return self._task
-
-    def _task_key(self) -> str:
-        """Module, class and task name: distinct per task, stable across processes, so Prefect's
-        task workers (``serve`` + ``.delay()``) run the right body."""
-        cls = type(self)
-        return f"{cls.__module__}.{cls.__qualname__}.{self._task.name}"
 
     def _shield(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """Wrap payload arguments in ``opaque`` so Prefect does not traverse them."""
@@ -296,8 +304,9 @@ class RetryingTask(abc.ABC):
         if "tags" in options:
             options["tags"] = list(dict.fromkeys([*self.tags, *(options["tags"] or ())]))
         new._task = self._task.with_options(**options)
+        new._key_name = new._task.name
         new._task.fn = new._make_fn()
-        new._task.task_key = new._task_key()
+        new._task.task_key = _generate_task_key(new._task.fn)  # as Prefect derives it
         return new
 
     def __getattr__(self, item: str) -> Any:

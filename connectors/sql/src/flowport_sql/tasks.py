@@ -38,20 +38,6 @@ class SqlTask(RetryingTask):
     def is_transient(self, exc: BaseException) -> bool:
         return errors.is_transient(exc)
 
-    # Prefect's TaskWorker (``serve``) copies each task with Prefect's own ``with_options``,
-    # which derives the task key from the function again (its qualname's last part and a hash
-    # of its code), dropping the key the core set: runs were then "not found in task worker
-    # registry". So the function's qualname names the class, and the key is Prefect's own,
-    # the same in every copy and process, distinct per task class.
-    def _make_fn(self) -> Callable[..., Any]:
-        fn = super()._make_fn()
-        fn.__qualname__ = type(self).__qualname__
-        return fn
-
-    def _task_key(self) -> str:
-        key: str = self._task.task_key  # what Prefect derived from the function
-        return key
-
     def ops(self, database: SqlDatabase, retrier: Retrier | None = None) -> Database:
         """The operations over ``database``'s engine, retrying under this call's policy."""
         engine = database.engine()
@@ -176,12 +162,7 @@ class StreamQuery(SqlTask):
                 task_name=self.name, duration=time.perf_counter() - started
             )
 
-        fn.__name__ = "run"
-        fn.__doc__ = type(self).run.__doc__
-        fn.__qualname__ = type(self).__qualname__  # the task key's readable part
-        fn.__module__ = type(self).__module__
-        fn.__signature__ = self.signature  # type: ignore[attr-defined]
-        return fn
+        return self._label(fn, type(self).run)
 
 
 def _rows_progress(description: str) -> Progress:
