@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,7 +21,13 @@ def artifact_key(task_name: str, target: str = "") -> str:
     ctx = FlowRunContext.get()
     flow = ctx.flow.name if ctx is not None and ctx.flow is not None else ""
     raw = "-".join(part for part in ("flowport", flow, task_name, redact(target)) if part)
-    return re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")[:_MAX_KEY]
+    key = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
+    if len(key) <= _MAX_KEY:
+        return key
+    # Too long: keep the start (flow, task) and the end (the table or object), hash the middle.
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    half = (_MAX_KEY - len(digest) - 2) // 2
+    return f"{key[:half].rstrip('-')}-{digest}-{key[-half:].lstrip('-')}"
 
 
 def summarise(

@@ -128,3 +128,14 @@ def test_artifact_key_names_flow_and_target_without_secrets() -> None:
     assert key.startswith("flowport-nightly-export-upload-file-s3-")
     assert "hunter2" not in key
     assert artifact_key("upload_file") == "flowport-upload-file"
+
+
+def test_long_artifact_keys_keep_the_flow_task_and_the_target_end() -> None:
+    from flowport.artifacts import artifact_key
+
+    target = "sqlite:///" + "/very/long/path" * 12 + "/main.orders_2026"
+    key = artifact_key("bulk_insert", target)
+    assert len(key) <= 120
+    assert key.startswith("flowport-bulk-insert-sqlite-")
+    assert key.endswith("main-orders-2026")
+    assert key != artifact_key("bulk_insert", target.replace("long", "lang"))
