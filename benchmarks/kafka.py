@@ -1,6 +1,7 @@
 """Kafka benchmark: flowport-kafka vs raw kafka-python vs confluent-kafka, on the harness broker.
 
     python benchmarks/kafka.py [--quick] [--messages N] [--rounds R]
+    python benchmarks/kafka.py --transfer [--messages N] [--rounds R]
 
 Produces N messages of 100 bytes (1,000,000; 50,000 with --quick) and consumes them back with
 
@@ -13,11 +14,23 @@ Produces N messages of 100 bytes (1,000,000; 50,000 with --quick) and consumes t
 
 each into / from its own fresh topic and consumer group, in rotating order, R rounds, and
 prints the median messages/s, MB/s and the ratio to raw kafka-python measured in the same run.
+
+``--transfer``: Kafka -> Parquet on S3 (the harness's S3 gateway). N messages (200,000 by
+default; ``--messages 1000000`` for the issue's figure) are produced once; then, in rotating
+order, R rounds each of
+
+* flowport ``consume_to_store`` (``KafkaSource`` + ``StoreSink``, task body): one Parquet file
+  per batch of ``TRANSFER_BATCH`` messages, offsets committed after each file,
+* raw kafka-python consume of the same topic (``subscribe`` + ``poll`` + a commit per batch,
+  no sink at all: the limit),
+
+each with its own consumer group, and it prints both rates and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -175,6 +188,72 @@ def consume_confluent(block: Any, topic: str, n: int) -> None:
         consumer.close()
 
 
+# --------------------------------------------------------------------------- transfer
+
+TRANSFER_BATCH = 100_000
+
+
+def transfer_flowport(block: Any, topic: str, n: int, store: Any) -> None:
+    from flowport_kafka import consume_to_store
+
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    result = consume_to_store.fn(block, topic, group, store, group, max_messages=TRANSFER_BATCH)
+    assert result.messages == n, result.messages
+
+
+def transfer_main(args: argparse.Namespace) -> int:
+    from flowport_s3 import AwsCredentials, S3Bucket, S3Store
+    from tests.services import Harness, running
+
+    n = args.messages or 200_000
+    rounds = args.rounds or 2
+    harness = Harness()
+    reused = {name: running(name) is not None for name in ("kafka", "s3")}
+    services = harness.up(["kafka", "s3"])
+    kafka, s3 = services["kafka"], services["s3"]
+    block = block_for(kafka.bootstrap_servers)
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    s3.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    creds = AwsCredentials(
+        aws_access_key_id=s3.access_key,  # type: ignore[attr-defined]
+        aws_secret_access_key=s3.secret_key,  # type: ignore[attr-defined]
+        region_name=s3.region,  # type: ignore[attr-defined]
+        endpoint_url=s3.endpoint_url,  # type: ignore[attr-defined]
+        addressing_style="path",
+    )
+    store = S3Store(S3Bucket(bucket_name=bucket, credentials=creds))
+    values = [os.urandom(SIZE // 2).hex().encode()[:SIZE] for _ in range(1000)] * (n // 1000)
+    values += values[: n - len(values)]
+    contenders: dict[str, Callable[[str], Any]] = {
+        "raw kafka-python consume": lambda t: consume_raw(block, t, n),
+        "flowport Kafka->Parquet/S3": lambda t: transfer_flowport(block, t, n, store),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    try:
+        topic = new_topic(block)
+        produce_raw(block, topic, values)()
+        order = list(contenders)
+        for round_no in range(rounds):
+            for name in order:
+                took = timed(functools.partial(contenders[name], topic))
+                rates[name].append(n / took)
+                print(f"  round {round_no + 1} {name}: {took:.1f}s", flush=True)
+            order = order[1:] + order[:1]
+    finally:
+        block.close()
+        harness.down([name for name, kept in reused.items() if not kept])
+    raw = statistics.median(rates["raw kafka-python consume"])
+    print(
+        f"\nKafka -> Parquet on S3, median of {rounds} rounds, {n:,} messages of {SIZE} bytes, "
+        f"{PARTITIONS} partitions, {TRANSFER_BATCH:,} messages per file"
+    )
+    print(f"{'contender':<28} {'msg/s':>10} {'MB/s':>7} {'ratio':>6}")
+    for name, samples in rates.items():
+        rate = statistics.median(samples)
+        print(f"{name:<28} {rate:>10,.0f} {rate * SIZE / 1e6:>7.2f} {rate / raw:>5.2f}x")
+    return 0
+
+
 def timed(fn: Callable[[], Any]) -> float:
     """Seconds ``fn`` took; a callable it returns (closing a producer) runs untimed after."""
     started = time.perf_counter()
@@ -190,7 +269,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="50,000 messages")
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None, help="median of N (2; 3 quick)")
+    parser.add_argument(
+        "--transfer", action="store_true", help="Kafka -> Parquet on S3 vs raw consume"
+    )
     args = parser.parse_args()
+    if args.transfer:
+        return transfer_main(args)
     n = args.messages or (50_000 if args.quick else 1_000_000)
     args.rounds = args.rounds or (3 if args.quick else 2)
 
