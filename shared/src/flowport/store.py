@@ -61,7 +61,9 @@ class ObjectStore(Protocol):
     def put_stream(
         self, source: Source, key: str, *, if_not_exists: bool = False
     ) -> ObjectInfo: ...
-    def get_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo: ...
+    def get_file(
+        self, key: str, path: str | os.PathLike[str], *, info: ObjectInfo | None = None
+    ) -> ObjectInfo: ...
     def get_bytes(self, key: str) -> bytes: ...
     def get_stream(self, key: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]: ...
     def open(self, key: str) -> BinaryIO: ...
@@ -187,8 +189,13 @@ class BaseStore(abc.ABC):
         with self.open(key) as reader:
             return reader.read()
 
-    def get_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo:
-        """Download to ``path`` atomically: a failed download leaves no partial file."""
+    def get_file(
+        self, key: str, path: str | os.PathLike[str], *, info: ObjectInfo | None = None
+    ) -> ObjectInfo:
+        """Download to ``path`` atomically: a failed download leaves no partial file.
+
+        ``info``: what ``stat(key)`` returned, when the caller has it (saves a second stat).
+        """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         chunks = self.get_stream(key)
@@ -201,7 +208,7 @@ class BaseStore(abc.ABC):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return self.stat(key)
+        return info if info is not None else self.stat(key)
 
     def stat(self, key: str) -> ObjectInfo:
         return self._info(self._stat(self._full(key)))
