@@ -43,9 +43,11 @@ from flowport_sql.tasks import (
     transaction,
     upsert,
 )
+from flowport_sql.transfer import CursorExtract, SqlQuerySource, SqlTableSink
 
 __all__ = [
     "BulkInsert",
+    "CursorExtract",
     "Database",
     "Execute",
     "ExecuteMany",
@@ -56,6 +58,8 @@ __all__ = [
     "FetchOne",
     "LoadFile",
     "SqlDatabase",
+    "SqlQuerySource",
+    "SqlTableSink",
     "SqlTask",
     "StreamQuery",
     "Transaction",
