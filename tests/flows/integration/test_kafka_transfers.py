@@ -23,10 +23,12 @@ import pyarrow.parquet as pq
 import pytest
 from prefect import flow
 
+from flowport.retry import RetryPolicy
 from flowport.store import ObjectStore
-from flowport.transfer import Extract, StoreSink, transfer
+from flowport.transfer import Extract, StoreSink, TransferResult, transfer
 from flowport.transfer_tasks import run_transfer
 from flowport_kafka import (
+    ConsumeToStore,
     ConsumeToStoreResult,
     KafkaConnection,
     KafkaSource,
@@ -213,7 +215,7 @@ def test_run_transfer_moves_one_batch_with_the_core_task(
     sink = StoreSink(bucket.store, "core")
 
     @flow
-    def once() -> Any:
+    def once() -> TransferResult:
         return run_transfer(source, sink, "orders")
 
     result = once()
@@ -291,6 +293,7 @@ def test_s3_gateway_sigkill_mid_transfer_then_rerun_loses_and_duplicates_nothing
     )
     thread, outcome = _run_in_thread(run)
     _wait_for_files(bucket, "raw/", 6, thread)
+    assert thread.is_alive()  # mid-transfer: 30,000 messages make 60 files
     s3_server.kill()
     time.sleep(1)
     s3_server.restart()
@@ -320,12 +323,15 @@ def test_broker_sigkill_mid_transfer_then_rerun_loses_and_duplicates_nothing(
     )
     thread, outcome = _run_in_thread(run)
     _wait_for_files(bucket, "raw/", 6, thread)
+    assert thread.is_alive()  # mid-transfer: 30,000 messages make 60 files
     kafka.kill()
     time.sleep(2)
     kafka.restart()
     thread.join(timeout=600)
     assert not thread.is_alive()
-    rerun = run()
+    # the rerun, as an orchestrator's retry would: the group coordinator may still be loading
+    patient = ConsumeToStore(retry_policy=RetryPolicy(attempts=30, max_delay=2.0))
+    rerun = patient.fn(reader, topic, group, bucket.store, "raw", max_messages=500)
     reader.close()
     first = outcome.get("result")
     assert rerun.stopped_by == "end" and (first.messages if first else 0) + rerun.messages <= n
