@@ -122,7 +122,8 @@ def _insert(db: SqlDatabase, table: str, first: int, last: int, day: int = 0) ->
     execute.fn(
         db,
         f"INSERT INTO {table} SELECT g, timestamptz '2024-01-01 00:00:00+00' + (g / 7) * "
-        f"interval '1 second' + interval '{day} day', CASE WHEN g % 11 = 0 THEN NULL ELSE g * 1.25 END, "
+        f"interval '1 second' + interval '{day} day', "
+        "CASE WHEN g % 11 = 0 THEN NULL ELSE g * 1.25 END, "
         "CASE WHEN g % 13 = 0 THEN NULL ELSE repeat('x', (g % 50)::int) || 'é' || g END, "
         "CASE WHEN g % 17 = 0 THEN NULL ELSE decode(lpad(to_hex(g), 8, '0'), 'hex') END "
         "FROM generate_series(CAST(:a AS bigint), CAST(:b AS bigint)) g",
@@ -220,9 +221,10 @@ def test_postgres_to_parquet_on_s3_incremental_twice_then_parquet_to_mariadb_ups
     target = f"dst_{uuid.uuid4().hex[:10]}"
     into = SqlTableSink(maria, target, mode="upsert", key=["id"])
     files = bucket.committed("orders", "orders")
-    runs = [[k for k in files if k.startswith(f"orders/orders-{label}-")] for label in (
-        files[0].split("-")[1], files[-1].split("-")[1]
-    )]
+    runs = [
+        [k for k in files if k.startswith(f"orders/orders-{label}-")]
+        for label in (files[0].split("-")[1], files[-1].split("-")[1])
+    ]
     assert [len(r) for r in runs] == [3, 1]
     loaded = 0
     for n, keys in enumerate(runs):
