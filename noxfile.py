@@ -1,9 +1,9 @@
 """The one entry point: lint, types, unit-<pkg>, integration-<pkg>, bench, demo, tests.
 
-Packages are discovered: ``shared/`` is ``core``, every ``connectors/<name>/`` with a
-pyproject (not starting with ``_``) is ``<name>``. Each unit session installs one package
-alone in a fresh venv (proving it installs by itself); integration sessions add the real-service
-harness, whose fixtures start the services the tests ask for.
+Packages are discovered: ``shared/`` is ``core``, every ``connectors/<name>/`` or
+``plugins/<name>/`` with a pyproject (not starting with ``_``) is ``<name>``. Each unit session
+installs one package alone in a fresh venv (proving it installs by itself); integration
+sessions add the real-service harness, whose fixtures start the services the tests ask for.
 
     nox -s tests                 # everything CI runs
     nox -s unit-s3 integration-s3
@@ -21,12 +21,26 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests"]  # a bare `nox` runs what CI runs, not bench or demo
 
 ROOT = Path(__file__).parent
-CONNECTORS = sorted(
-    p.name
-    for p in (ROOT / "connectors").iterdir()
-    if (p / "pyproject.toml").is_file() and not p.name.startswith("_")
-)
-PACKAGES = {"core": "shared", **{name: f"connectors/{name}" for name in CONNECTORS}}
+
+
+def _discover(folder: str) -> list[str]:
+    where = ROOT / folder
+    if not where.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in where.iterdir()
+        if (p / "pyproject.toml").is_file() and not p.name.startswith("_")
+    )
+
+
+CONNECTORS = _discover("connectors")
+PLUGINS = _discover("plugins")  # behaviour plugins (flowport-metrics), tested like connectors
+PACKAGES = {
+    "core": "shared",
+    **{name: f"connectors/{name}" for name in CONNECTORS},
+    **{name: f"plugins/{name}" for name in PLUGINS},
+}
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "cloudpickle>=3"]
 HARNESS_REQS = "tests/services/requirements.txt"
 BENCH_SCRIPTS = {"core": "core_overhead", **{name: name for name in CONNECTORS}}
@@ -107,8 +121,9 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def types(session: nox.Session) -> None:
     """mypy: strict on the core, standard on connectors."""
-    session.install("mypy>=1.13", "./shared[testing]", *(f"./{PACKAGES[c]}" for c in CONNECTORS))
-    session.run("mypy", "shared/src", *(f"connectors/{c}/src" for c in CONNECTORS))
+    others = [p for p in PACKAGES if p != "core"]
+    session.install("mypy>=1.13", "./shared[testing]", *(f"./{PACKAGES[p]}" for p in others))
+    session.run("mypy", "shared/src", *(f"{PACKAGES[p]}/src" for p in others))
 
 
 @nox.session(name="typing")
