@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from . import chromium
 from .base import CACHE_DIR, STATE_FILE, Service, ServiceError, free_port, read_state
 from .gcs import GcsServer
 from .kafka import Kafka
@@ -25,6 +26,8 @@ from .toxiproxy import Proxy, Toxic, Toxiproxy
 SERVICES: dict[str, type[Service]] = {
     cls.name: cls for cls in (Postgres, MariaDB, Kafka, S3Server, GcsServer, Toxiproxy)
 }
+#: Installed with the services by ``install`` (``all`` included) but never started: tools.
+TOOLS: dict[str, Any] = {"chromium": chromium.install}
 
 __all__ = [
     "CACHE_DIR",
@@ -108,8 +111,14 @@ class Harness:
         self.started: set[str] = set()  # names this Harness started (not reused)
 
     def install(self, names: Iterable[str] | str = "all") -> None:
-        """Install/cache without starting (CI provisioning)."""
-        _parallel(_names(names), lambda n: SERVICES[n]().install())
+        """Install/cache without starting (CI provisioning); ``all`` includes the TOOLS."""
+        every = names in ("all", ["all"], ("all",))
+        wanted = [*SERVICES, *TOOLS] if every else list(names)
+        tools = [n for n in wanted if n in TOOLS]
+        services = _names([n for n in wanted if n not in TOOLS])
+        _parallel(
+            [*services, *tools], lambda n: TOOLS[n]() if n in TOOLS else SERVICES[n]().install()
+        )
 
     def up(self, names: Iterable[str] | str = "all", **options: Any) -> dict[str, Service]:
         """Start (or reuse, when already up) the named services; return them by name."""
