@@ -16,6 +16,7 @@ from typing import Any
 
 from . import chromium
 from .base import CACHE_DIR, STATE_FILE, Service, ServiceError, free_port, read_state
+from .dask import DaskCluster
 from .gcs import GcsServer
 from .kafka import Kafka
 from .mariadb import MariaDB
@@ -24,7 +25,7 @@ from .s3 import S3Server
 from .toxiproxy import Proxy, Toxic, Toxiproxy
 
 SERVICES: dict[str, type[Service]] = {
-    cls.name: cls for cls in (Postgres, MariaDB, Kafka, S3Server, GcsServer, Toxiproxy)
+    cls.name: cls for cls in (Postgres, MariaDB, Kafka, S3Server, GcsServer, Toxiproxy, DaskCluster)
 }
 #: Installed with the services by ``install`` (``all`` included) but never started: tools.
 TOOLS: dict[str, Any] = {"chromium": chromium.install}
