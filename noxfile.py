@@ -162,6 +162,27 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def build(session: nox.Session) -> None:
+    """Build every distribution (sdist, then the wheel from it) into dist/, ``twine check`` them,
+    and install the s3 and core wheels alone into a fresh venv (tests/docs/test_packaging.py)."""
+    import shutil
+
+    session.install("build[uv]", "twine", *TEST_TOOLS)
+    _requirements(session, "tests/docs/requirements-build.txt")
+    out = ROOT / "dist"
+    shutil.rmtree(out, ignore_errors=True)
+    for package in PACKAGES.values():
+        session.run("python", "-m", "build", "--installer", "uv", "--outdir", str(out), package)
+    session.run("twine", "check", "--strict", *(str(p) for p in sorted(out.iterdir())))
+    session.run(
+        "pytest",
+        "tests/docs/test_packaging.py",
+        *session.posargs,
+        env={"FLOWPORT_DIST_DIR": str(out)},
+    )
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Everything CI runs: lint, types, every unit and integration session."""
     names = ["lint", "types", "typing", *(f"unit-{p}" for p in PACKAGES), "integration-harness"]
