@@ -17,19 +17,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
+from itertools import chain
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, text
+from sqlalchemy import Connection, Engine, Table, insert, text
 from sqlalchemy.types import NullType
 
 from flowport.errors import ConfigError, InvalidInput, TransientError
 from flowport.formats import arrow_type_for
+from flowport_sql.db import BINARY_COPY_OIDS
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from flowport_sql.db import Database, Statement
+
+T = TypeVar("T")
 
 #: Rows per record batch read from a database.
 BATCH_ROWS = 64 * 1024
@@ -315,15 +320,117 @@ def _infer(pa: Any, values: Sequence[Any], name: str) -> Any:
     return kind
 
 
+#: MySQL / MariaDB protocol type codes (``cursor.description``) -> SQLAlchemy type names;
+#: decimals, strings and blobs are told apart below.
+MYSQL_CODES = {
+    1: "SMALLINT",  # TINYINT
+    2: "SMALLINT",
+    3: "INTEGER",
+    8: "BIGINT",
+    9: "INTEGER",  # MEDIUMINT
+    13: "SMALLINT",  # YEAR
+    4: "REAL",
+    5: "DOUBLE",
+    7: "DATETIME",  # TIMESTAMP
+    12: "DATETIME",
+    10: "DATE",
+    14: "DATE",
+    16: "BINARY",  # BIT
+    245: "TEXT",  # JSON
+    255: "BINARY",  # GEOMETRY
+}
+MYSQL_DECIMALS = (0, 246)
+MYSQL_STRINGS = (15, 247, 248, 249, 250, 251, 252, 253, 254)
+#: MySQL's TIME is a duration (-838:59:59 to 838:59:59); its drivers return timedelta.
+MYSQL_TIME = 11
+
+
+def _mysql_types(pa: Any, cursor: Any) -> list[Any]:
+    """Arrow types from a MySQL / MariaDB cursor's description (``None``: not told)."""
+    from sqlalchemy.dialects import mysql
+
+    fields = getattr(getattr(cursor, "_result", None), "fields", None)  # PyMySQL: flags
+    out: list[Any] = []
+    for i, column in enumerate(cursor.description or ()):
+        code, length, scale = column[1], column[3] or 0, column[5] or 0
+        field = fields[i] if fields is not None and i < len(fields) else None
+        flags = getattr(field, "flags", 0)
+        unsigned = bool(flags & 32) if field is not None else False
+        if code in MYSQL_DECIMALS:
+            # The length counts the decimal point and (signed) the sign; without the field's
+            # flags keep the sign: a precision one too wide, never too narrow.
+            precision = length - (1 if scale else 0) - (0 if unsigned else 1 if field else 0)
+            out.append(arrow_type_for(mysql.DECIMAL(max(precision, 1), scale), column[0]))
+        elif code == MYSQL_TIME:
+            out.append(pa.duration("us"))
+        elif code in MYSQL_STRINGS:
+            charset = getattr(field, "charsetnr", None)
+            out.append(
+                None
+                if charset is None
+                else pa.large_binary()
+                if charset == 63
+                else pa.large_string()
+            )
+        elif code in MYSQL_CODES:
+            kind = getattr(mysql, MYSQL_CODES[code])
+            sql_type = kind(unsigned=True) if unsigned and code in (1, 2, 3, 8, 9) else kind()
+            if code == 16:
+                out.append(pa.large_binary())
+            else:
+                out.append(arrow_type_for(sql_type, column[0]))
+        else:
+            out.append(None)
+    return out
+
+
+def _psycopg_types(cursor: Any) -> list[Any]:
+    """Arrow types from a psycopg 3 cursor's description (PostgreSQL without ADBC)."""
+    out: list[Any] = []
+    for column in cursor.description or ():
+        info = cursor.adapters.types.get(column.type_code)
+        if info is None:
+            name = ""
+        elif info.oid == column.type_code:
+            name = info.name
+        else:
+            name = f"_{info.name}"
+        typmod = -1
+        if column.precision is not None and name == "numeric":
+            typmod = ((column.precision << 16) | (column.scale or 0)) + 4
+        sql_type = _pg_sql_type(name, typmod)
+        if isinstance(sql_type, NullType):
+            raise InvalidInput(
+                f"column {column.name!r}: PostgreSQL type {name or column.type_code} cannot be "
+                "represented in Arrow (no Arrow equivalent); CAST it in the query to a text "
+                "or numeric type",
+                target=column.name,
+            )
+        out.append(arrow_type_for(sql_type, column.name))
+    return out
+
+
+def described_types(db: Database, cursor: Any) -> list[Any]:
+    """Per result column, the Arrow type its DBAPI cursor reports (``None`` where the
+    database does not say: SQLite)."""
+    pa = pyarrow()
+    if db.dialect in ("mysql", "mariadb"):
+        return _mysql_types(pa, cursor)
+    if db.dialect == "postgresql" and hasattr(cursor, "adapters"):
+        return _psycopg_types(cursor)
+    return [None] * len(cursor.description or ())
+
+
 def _sa_stream(
     db: Database,
     statement: Statement,
     params: Mapping[str, Any] | None,
     batch_rows: int,
     table: Table | None = None,
-) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch]]:
-    """Batches through SQLAlchemy. Column types from ``table``'s columns, the statement's
-    typed columns, else inferred from the first batch's values."""
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """Batches through SQLAlchemy. Column types from ``table``'s columns or the statement's
+    typed columns, else the cursor's description (PostgreSQL, MySQL / MariaDB), else (SQLite)
+    the first batch's values. The query is opened (and its opening retried) here."""
     pa = pyarrow()
     declared: dict[str, Any] = {}
     sources: Iterable[Any] = []
@@ -334,32 +441,51 @@ def _sa_stream(
     for column in sources:
         if not isinstance(column.type, NullType):
             declared[column.name] = arrow_type_for(column.type, column.name)
-    stream = db.stream(statement, params, batch_rows, as_dicts=True)
+    names: list[str] = []
+    kinds: list[Any] = []
+
+    def opened(keys: list[str], cursor: Any) -> None:
+        names[:] = keys
+        told = [None] * len(keys) if len(declared) == len(keys) else described_types(db, cursor)
+        kinds[:] = [declared.get(k) or t for k, t in zip(keys, told, strict=False)]
+
+    stream = db.stream(statement, params, batch_rows, as_dicts=False, on_open=opened)
+    first = next(stream, None)
+    schema: Any = None
+    if all(k is not None for k in kinds) or first is None:
+        schema = pa.schema([(n, k or pa.null()) for n, k in zip(names, kinds, strict=True)])
 
     def batches() -> Iterator[Any]:
-        schema: Any = None
-        for rows in stream:
-            keys = list(rows[0].keys())
-            columns = [[row[k] for row in rows] for k in keys]
+        nonlocal schema
+        if first is None:
+            return
+        for rows in chain([first], stream):
+            columns = list(zip(*rows, strict=True))
             if schema is None:
-                fields = []
-                for name, values in zip(keys, columns, strict=True):
-                    kind = declared.get(name) or _infer(pa, values, name)
-                    fields.append(pa.field(name, kind))
-                schema = pa.schema(fields)
+                schema = pa.schema(
+                    [
+                        (name, kind or _infer(pa, values, name))
+                        for name, kind, values in zip(names, kinds, columns, strict=True)
+                    ]
+                )
             arrays = []
             for field, values in zip(schema, columns, strict=True):
                 try:
                     arrays.append(pa.array(values, field.type))
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                    hint = (
+                        " (its first rows were all NULL, so its type was not known: read a "
+                        "SQLAlchemy select() with typed columns, or CAST it in the query)"
+                        if pa.types.is_null(field.type)
+                        else ""
+                    )
                     raise InvalidInput(
-                        f"{db.where}: column {field.name!r}: a value does not fit {field.type} "
-                        f"({exc})",
+                        f"{db.where}: column {field.name!r}: a value does not fit {field.type}"
+                        f"{hint} ({exc})",
                         target=field.name,
                     ) from None
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    schema = pa.schema(list(declared.items())) if table is not None else None
     return schema, batches()
 
 
@@ -410,15 +536,312 @@ def python_rows(batch: pa.RecordBatch, naive_utc: bool = False) -> list[tuple[An
 def adbc_ingest(
     conn: Any, table: str, schema: str | None, batches: Iterable[pa.RecordBatch], mode: str
 ) -> int:
-    """``batches`` into ``table`` through ADBC bulk ingest (binary COPY) on ``conn``, not
-    committed."""
+    """``batches`` (one schema) streamed into ``table`` through ADBC bulk ingest (binary COPY)
+    on ``conn``, not committed; the number of rows. An error raised while producing the
+    batches is re-raised as itself, not as ADBC's report of it."""
     pa = pyarrow()
-    parts = list(batches)
-    if not parts:
+    it = iter(batches)
+    first = next(it, None)
+    if first is None:
         return 0
-    reader = pa.RecordBatchReader.from_batches(parts[0].schema, parts)
-    with conn.cursor() as cur:
-        return int(cur.adbc_ingest(table, reader, mode=mode, db_schema_name=schema))
+    failure: list[BaseException] = []
+    rows = [0]
+
+    def guarded() -> Iterator[Any]:
+        try:
+            for batch in chain([first], it):
+                rows[0] += batch.num_rows
+                yield batch
+        except BaseException as exc:
+            failure.append(exc)
+            raise
+
+    reader = pa.RecordBatchReader.from_batches(first.schema, guarded())
+    try:
+        with conn.cursor() as cur:
+            cur.adbc_ingest(table, reader, mode=mode, db_schema_name=schema)
+    except BaseException:
+        if failure:
+            raise failure[0] from None
+        raise
+    return rows[0]
+
+
+def adbc_unit(db: Database, work: Callable[[Any], T], statement: str) -> T:
+    """``work(conn)`` on an ADBC connection in one transaction, committed; retried whole on
+    transient errors and applied exactly once, as :meth:`Database.unit` (the transaction id
+    is recorded first; after a COMMIT whose connection dropped the server is asked)."""
+    pending: dict[str, Any] = {}
+
+    def attempt() -> T:
+        if "xid" in pending and db._committed(pending["xid"]):
+            return pending["result"]  # type: ignore[no-any-return]
+        pending.clear()
+        conn = adbc_connect(db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT txid_current(), pg_postmaster_start_time()")
+                xid, started = cur.fetchone()
+            result = work(conn)
+            pending.update(xid=(int(xid), started), result=result)
+            conn.commit()
+            return result
+        except _adbc_errors() as exc:
+            raise _adbc_fail(db, exc, statement) from None
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    return db.retry(attempt)  # type: ignore[no-any-return]
+
+
+# -- Arrow batches -> tables -----------------------------------------------------------------
+
+#: How PostgreSQL loads Arrow batches when ADBC is installed: ``"adbc"`` (ADBC bulk ingest:
+#: binary COPY encoded in C++ from the Arrow buffers) or ``"copy"`` (psycopg binary COPY of
+#: Python values). ``benchmarks/sql.py --arrow`` measures both; see the README.
+PG_ARROW_LOAD = "adbc"
+#: PostgreSQL column types (SQLAlchemy's class names) ADBC's COPY writes from Arrow values.
+ADBC_TYPES = frozenset(
+    {
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "REAL",
+        "DOUBLE_PRECISION",
+        "NUMERIC",
+        "TEXT",
+        "VARCHAR",
+        "CHAR",
+        "BYTEA",
+        "BOOLEAN",
+        "DATE",
+        "TIMESTAMP",
+        "TIME",
+    }
+)
+#: psycopg binary COPY dumpers that take what Arrow gives (not uuid: Arrow holds text).
+ARROW_BINARY_OIDS = BINARY_COPY_OIDS - {2950}
+#: Marks an unconstrained NUMERIC column: any decimal fits it.
+ANY_DECIMAL = "decimal"
+
+
+def _expected(db: Database, column: Any) -> Any:
+    """The Arrow type ``column`` takes (PostgreSQL integers at their stored width), or
+    ``None`` when Arrow has none (the values are passed as they are)."""
+    pa = pyarrow()
+    kind = type(column.type).__name__.upper()
+    if db.dialect == "postgresql":
+        if kind == "INTEGER":
+            return pa.int32()
+        if kind == "NUMERIC" and getattr(column.type, "precision", None) is None:
+            return ANY_DECIMAL
+    try:
+        return arrow_type_for(column.type, column.name)
+    except InvalidInput:
+        return None
+
+
+class ArrowLoader:
+    """Writes record batches with columns ``names`` into ``target``, each call of
+    :meth:`run` one transaction: PostgreSQL through ADBC ingest or binary COPY (see
+    :data:`PG_ARROW_LOAD`), other databases through SQLAlchemy executemany. Values are cast
+    to the table's column types first; one that does not fit raises InvalidInput naming the
+    column and ``source`` (what the batches came from)."""
+
+    def __init__(
+        self,
+        db: Database,
+        target: Table,
+        names: Sequence[str],
+        source: str,
+        method: str | None = None,
+    ) -> None:
+        self.db, self.target, self.source = db, target, source
+        self.names = list(names)
+        unknown = [n for n in self.names if n not in target.c]
+        if unknown:
+            known = ", ".join(repr(c.name) for c in target.columns)
+            raise InvalidInput(
+                f"{source}: column{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(n) for n in unknown)} not in table {target.fullname!r} "
+                f"(columns: {known}); nothing was loaded",
+                system=db.system,
+                target=source,
+            )
+        self.columns = db.columns(target, self.names)
+        self.expected = [_expected(db, c) for c in self.columns]
+        pg = db.dialect == "postgresql"
+        copy_ok = pg and db.engine.dialect.driver == "psycopg"
+        adbc_ok = adbc_available(db.engine) and all(
+            type(c.type).__name__.upper() in ADBC_TYPES for c in self.columns
+        )
+        chosen = method or (PG_ARROW_LOAD if pg else "insert")
+        if chosen == "adbc" and not adbc_ok:
+            chosen = "copy"
+        if chosen == "copy" and not copy_ok:
+            chosen = "insert"
+        self.method = chosen
+        self.statement = f"load into {target.fullname}"
+        if chosen == "copy":
+            oids = db.pg_column_oids(target)
+            self.types = [oids.get(c.name) for c in self.columns]
+            self.binary = all(oid in ARROW_BINARY_OIDS for oid in self.types)
+
+    def fit(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` cast to the table's column types."""
+        pa = pyarrow()
+        if batch.schema.names != self.names:
+            raise InvalidInput(
+                f"{self.source}: schema drift between batches: columns {batch.schema.names}, "
+                f"expected {self.names}; nothing of this transaction was written",
+                target=self.source,
+            )
+        arrays = []
+        for column, field, want in zip(batch.columns, batch.schema, self.expected, strict=True):
+            if want is None or column.type == want:
+                arrays.append(column)
+                continue
+            if want == ANY_DECIMAL:
+                if pa.types.is_decimal(column.type):
+                    arrays.append(column)
+                    continue
+                want = pa.decimal128(38, 9)
+            try:
+                arrays.append(column.cast(want))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise InvalidInput(
+                    f"{self.source}: column {field.name!r}: {column.type} values do not fit "
+                    f"column {field.name!r} of table {self.target.fullname!r} ({want}): "
+                    f"{str(exc).splitlines()[0]}; nothing of this transaction was written",
+                    system=self.db.system,
+                    target=self.source,
+                ) from None
+        return pa.RecordBatch.from_arrays(arrays, names=self.names)
+
+    def _fitted(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows:
+                yield self.fit(batch)
+
+    def run(self, open_batches: Callable[[], Iterable[pa.RecordBatch]]) -> int:
+        """Every batch ``open_batches()`` gives, in one transaction (a retried attempt calls
+        it again); the rows written."""
+        if self.method == "adbc":
+            return adbc_unit(
+                self.db, lambda conn: self._ingest(conn, open_batches()), self.statement
+            )
+        return self.db.unit(lambda conn: self._write(conn, open_batches()), self.statement)
+
+    def _ingest(self, conn: Any, batches: Iterable[pa.RecordBatch]) -> int:
+        return adbc_ingest(
+            conn, self.target.name, self.target.schema, self._fitted(batches), "append"
+        )
+
+    def _write(self, conn: Connection, batches: Iterable[pa.RecordBatch]) -> int:
+        rows = 0
+        if self.method == "copy":
+            prep = self.db.engine.dialect.identifier_preparer
+            sql = (
+                f"COPY {prep.format_table(self.target)} "
+                f"({', '.join(prep.format_column(c) for c in self.columns)}) FROM STDIN"
+            )
+            sql += " (FORMAT BINARY)" if self.binary else ""
+            with sa_connection_raw(conn).cursor() as cur, cur.copy(sql) as cp:
+                if self.binary:
+                    cp.set_types(self.types)
+                for batch in self._fitted(batches):
+                    for row in python_rows(batch):
+                        cp.write_row(row)
+                    rows += batch.num_rows
+            return rows
+        stmt = insert(self.target)
+        keys = [c.key for c in self.columns]
+        for batch in self._fitted(batches):
+            values = python_rows(batch, naive_utc=True)
+            conn.execute(stmt, [dict(zip(keys, row, strict=True)) for row in values])
+            rows += batch.num_rows
+        return rows
+
+
+def _parts(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
+    """The batches regrouped in parts of ``rows`` rows (slices, not copies)."""
+    part: list[Any] = []
+    size = 0
+    for batch in batches:
+        offset = 0
+        while offset < batch.num_rows:
+            piece = batch.slice(offset, rows - size)
+            part.append(piece)
+            size += piece.num_rows
+            offset += piece.num_rows
+            if size >= rows:
+                yield part
+                part, size = [], 0
+    if part:
+        yield part
+
+
+def insert_arrow(
+    db: Database,
+    target: Table,
+    data: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    batch_size: int = 50_000,
+    on_batch: Callable[[int], None] | None = None,
+    method: str | None = None,
+) -> int:
+    """``bulk_insert`` of a pyarrow Table, RecordBatch, RecordBatchReader or iterable of
+    batches: parts of ``batch_size`` rows, each one transaction applied exactly once."""
+    batches: Iterable[Any] = iter_arrow(data)
+    if columns is not None:
+        wanted = list(columns)
+        batches = (_select(b, wanted, target) for b in batches)
+    parts = _parts(batches, batch_size)
+    first = next(parts, None)
+    if first is None:
+        return 0
+    loader = ArrowLoader(db, target, first[0].schema.names, f"rows for {target.fullname}", method)
+    total = 0
+    for part in chain([first], parts):
+        total += loader.run(partial(list, part))
+        if on_batch is not None:
+            on_batch(sum(b.num_rows for b in part))
+    return total
+
+
+def _select(batch: pa.RecordBatch, names: list[str], target: Table) -> pa.RecordBatch:
+    missing = [n for n in names if n not in batch.schema.names]
+    if missing:
+        raise InvalidInput(
+            f"rows for {target.fullname}: the batches have no column {missing[0]!r} "
+            f"(columns: {batch.schema.names})"
+        )
+    return batch.select(names)
+
+
+def load_arrow(
+    db: Database,
+    target: Table,
+    open_batches: Callable[[], Iterator[pa.RecordBatch]],
+    source: str,
+    method: str | None = None,
+) -> int:
+    """Every batch of ``open_batches()`` into ``target`` in ONE transaction: all rows or none
+    (a bad value or a corrupt file part-way rolls everything back). The first batch is read
+    before the transaction opens, to pick the columns."""
+    batches = open_batches()
+    first = next(batches, None)
+    if first is None:
+        return 0
+    loader = ArrowLoader(db, target, first.schema.names, source, method)
+    opened = [chain([first], batches)]  # the first attempt's; a retry opens them again
+
+    def attempt() -> Iterable[pa.RecordBatch]:
+        return opened.pop() if opened else open_batches()
+
+    return loader.run(attempt)
 
 
 def sa_connection_raw(conn: Connection) -> Any:
@@ -427,11 +850,15 @@ def sa_connection_raw(conn: Connection) -> Any:
 
 __all__ = [
     "BATCH_ROWS",
+    "PG_ARROW_LOAD",
+    "ArrowLoader",
     "adbc_available",
     "adbc_ingest",
     "conform",
+    "insert_arrow",
     "is_arrow",
     "iter_arrow",
+    "load_arrow",
     "open_arrow",
     "pg_arrow_schema",
     "python_rows",

@@ -332,9 +332,11 @@ class Database:
         params: Mapping[str, Any] | None = None,
         batch_size: int = 10_000,
         as_dicts: bool = True,
+        on_open: Callable[[list[str], Any], None] | None = None,
     ) -> Iterator[list[Any]]:
         """Yield the result in batches of ``batch_size`` rows through a server-side cursor
-        (PostgreSQL named cursor, MySQL unbuffered cursor): memory stays flat.
+        (PostgreSQL named cursor, MySQL unbuffered cursor): memory stays flat. ``on_open``
+        is called with the column names and the DBAPI cursor once the query is open.
 
         Opening the query is retried; once a batch has been handed out, a failure raises
         (a :class:`TransientError` if it is one) rather than repeating rows."""
@@ -358,14 +360,17 @@ class Database:
                     compiled = text(str(statement)).compile(dialect=self.engine.dialect)
                     cursor = _driver_connection(conn).cursor(name=f"flowport_{uuid.uuid4().hex}")
                     cursor.execute(str(compiled), compiled.construct_params(dict(params or {})))
-                    first = cursor.fetchmany(batch_size)
                     keys = [d.name for d in cursor.description or ()]
-                    return conn, cursor, first, keys
+                    if on_open is not None:
+                        on_open(keys, cursor)
+                    return conn, cursor, cursor.fetchmany(batch_size), keys
                 result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
                     stmt, dict(params or {})
                 )
-                first = result.fetchmany(batch_size)
-                return conn, result, first, list(result.keys())
+                keys = list(result.keys())
+                if on_open is not None:
+                    on_open(keys, result.cursor)
+                return conn, result, result.fetchmany(batch_size), keys
             except BaseException as exc:
                 self._invalidate_if_broken(conn)
                 conn.close()
@@ -509,7 +514,24 @@ class Database:
         """Insert ``rows`` (mappings, or sequences in ``columns`` order) in batches, each
         batch one transaction (the unit of retry, applied exactly once). PostgreSQL with
         psycopg 3 streams each batch through ``COPY ... FROM STDIN``; other databases use
-        executemany (multi-row INSERT / insertmanyvalues). Returns the rows inserted."""
+        executemany (multi-row INSERT / insertmanyvalues). ``rows`` may also be Arrow data (a
+        pyarrow Table, RecordBatch or iterable of batches: see :func:`flowport_sql.arrow.
+        insert_arrow`). Returns the rows inserted."""
+        from flowport_sql.arrow import insert_arrow, is_arrow
+
+        arrow = is_arrow(rows)
+        if not arrow:  # an iterable of Arrow batches, or of rows
+            it = iter(rows)
+            head = next(it, None)
+            arrow = is_arrow(head)
+            rows = it if head is None else chain([head], it)
+        if arrow:
+            if batch_size < 1:
+                raise InvalidInput("SQL: batch_size must be at least 1")
+            target = self.reflect(table, schema)
+            return insert_arrow(
+                self, target, rows, columns=columns, batch_size=batch_size, on_batch=on_batch
+            )
         names, batches = self._batches(rows, columns, batch_size)
         if names is None:
             return 0
@@ -532,6 +554,22 @@ class Database:
                 on_batch(len(batch))
         return total
 
+    def pg_column_oids(self, target: Table) -> dict[str, int]:
+        """PostgreSQL: the type OID of each column of ``target``."""
+        table_sql = self.engine.dialect.identifier_preparer.format_table(target)
+
+        def work(conn: Connection) -> dict[str, int]:
+            found = conn.execute(
+                text(
+                    "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = "
+                    "CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped"
+                ),
+                {"t": table_sql},
+            )
+            return {name: oid for name, oid in found}
+
+        return self.read(work, f"column types of {target.fullname}")
+
     def _copy_batches(
         self,
         target: Table,
@@ -548,17 +586,7 @@ class Database:
         table_sql = prep.format_table(target)
         sql = f"COPY {table_sql} ({', '.join(prep.format_column(c) for c in cols)}) FROM STDIN"
 
-        def type_oids(conn: Connection) -> dict[str, int]:
-            found = conn.execute(
-                text(
-                    "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = "
-                    "CAST(:t AS regclass) AND attnum > 0 AND NOT attisdropped"
-                ),
-                {"t": table_sql},
-            )
-            return {name: oid for name, oid in found}
-
-        oids = self.read(type_oids, f"column types of {target.fullname}")
+        oids = self.pg_column_oids(target)
         types = [oids.get(c.name) for c in cols]
         binary = all(oid in BINARY_COPY_OIDS for oid in types)
 

@@ -11,20 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from sqlalchemy import make_url
 
 from flowport.artifacts import summarise
 from flowport.errors import InvalidInput
+from flowport.formats import ROW_GROUP_ROWS, read_batches, write_batches
 from flowport.plugins import hook
 from flowport.progress import Progress
 from flowport.retry import Retrier, RetryPolicy
 from flowport.store import ObjectStore
 from flowport.task import RetryingTask
 from flowport_sql import errors
+from flowport_sql.arrow import load_arrow, open_arrow, stream_arrow
 from flowport_sql.blocks import SqlDatabase
 from flowport_sql.db import Database, Row, Statement, TxStatement, check_format
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class SqlTask(RetryingTask):
@@ -118,13 +123,53 @@ class FetchAll(SqlTask):
         return self.ops(database).fetch(statement, params, as_dicts=as_dicts)
 
 
+def _stream(
+    ops: Database,
+    statement: Statement,
+    params: Mapping[str, Any] | None = None,
+    batch_size: int = 10_000,
+    as_dicts: bool = True,
+    format: str = "rows",
+) -> Iterator[Any]:
+    if format == "rows":
+        return ops.stream(statement, params, batch_size, as_dicts)
+    if format == "arrow":
+        return stream_arrow(ops, statement, params, batch_size)
+    raise InvalidInput(f"SQL: stream_query format must be 'rows' or 'arrow', not {format!r}")
+
+
 class StreamQuery(SqlTask):
     """Yield a query's rows in batches of ``batch_size`` (lists of dicts, or tuples with
     ``as_dicts=False``) through a server-side cursor: memory stays flat for any row count.
+    ``format="arrow"`` yields ``pyarrow.RecordBatch``es instead, typed from the columns
+    (PostgreSQL through ADBC when installed; see the README's "Arrow and Parquet").
 
     A generator task: the task run lasts while you iterate. Opening the query is retried;
     after the first batch a failure raises instead of repeating rows. Consume it in the
     process that called it (a generator does not travel to another worker)."""
+
+    @overload
+    def run(
+        self,
+        database: SqlDatabase,
+        statement: Statement,
+        params: Mapping[str, Any] | None = None,
+        batch_size: int = 10_000,
+        as_dicts: bool = True,
+        format: Literal["rows"] = "rows",
+    ) -> Iterator[list[Any]]: ...
+
+    @overload
+    def run(
+        self,
+        database: SqlDatabase,
+        statement: Statement,
+        params: Mapping[str, Any] | None = None,
+        batch_size: int = 10_000,
+        as_dicts: bool = True,
+        *,
+        format: Literal["arrow"],
+    ) -> Iterator[pa.RecordBatch]: ...
 
     def run(
         self,
@@ -133,14 +178,42 @@ class StreamQuery(SqlTask):
         params: Mapping[str, Any] | None = None,
         batch_size: int = 10_000,
         as_dicts: bool = True,
-    ) -> Iterator[list[Any]]:
-        yield from self.ops(database).stream(statement, params, batch_size, as_dicts)
+        format: Literal["rows", "arrow"] = "rows",
+    ) -> Iterator[Any]:
+        yield from _stream(self.ops(database), statement, params, batch_size, as_dicts, format)
+
+    if TYPE_CHECKING:  # the base types calls from run; run is overloaded, so say it here
+
+        @overload
+        def __call__(
+            self,
+            database: SqlDatabase,
+            statement: Statement,
+            params: Mapping[str, Any] | None = None,
+            batch_size: int = 10_000,
+            as_dicts: bool = True,
+            format: Literal["rows"] = "rows",
+        ) -> Iterator[list[Any]]: ...
+
+        @overload
+        def __call__(
+            self,
+            database: SqlDatabase,
+            statement: Statement,
+            params: Mapping[str, Any] | None = None,
+            batch_size: int = 10_000,
+            as_dicts: bool = True,
+            *,
+            format: Literal["arrow"],
+        ) -> Iterator[pa.RecordBatch]: ...
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Iterator[Any]: ...
 
     def _make_fn(self) -> Callable[..., Any]:
         # The core wraps run() in a plain function; Prefect only runs a task as a generator
         # (task run open while the caller iterates) when its function is one, so wrap here
         # with the same lifecycle: the per-call policy, the hooks, never a leaked context.
-        def fn(*args: Any, **kwargs: Any) -> Iterator[list[Any]]:
+        def fn(*args: Any, **kwargs: Any) -> Iterator[Any]:
             bound = self.signature.bind(*args, **kwargs)
             bound.apply_defaults()
             policy = bound.arguments.pop("retry_policy", None) or self.retry_policy
@@ -152,7 +225,7 @@ class StreamQuery(SqlTask):
             arguments = dict(bound.arguments)
             database = arguments.pop("database")
             try:
-                yield from self.ops(database, retrier).stream(**arguments)
+                yield from _stream(self.ops(database, retrier), **arguments)
             except BaseException as exc:
                 relay.flowport_task_failed(
                     task_name=self.name, exception=exc, duration=time.perf_counter() - started
@@ -172,11 +245,13 @@ def _rows_progress(description: str) -> Progress:
 
 class BulkInsert(SqlTask):
     """Insert many rows fast: mappings, or sequences in ``columns`` order, from any iterable
-    (streamed, ``batch_size`` at a time). PostgreSQL (psycopg 3) uses ``COPY ... FROM
-    STDIN``; other databases multi-row INSERT. Each batch is one transaction, retried whole
-    and applied exactly once; a failure stops the load with earlier batches committed.
-    Table and column names are checked against the reflected table. Rows are not hashed
-    (no cache), nor walked by Prefect. Returns the number of rows inserted."""
+    (streamed, ``batch_size`` at a time), or Arrow data (a pyarrow Table, RecordBatch or
+    iterable of batches, cast to the column types). PostgreSQL (psycopg 3) uses ``COPY ...
+    FROM STDIN`` (Arrow: ADBC bulk ingest when installed); other databases multi-row INSERT.
+    Each batch is one transaction, retried whole and applied exactly once; a failure stops
+    the load with earlier batches committed. Table and column names are checked against the
+    reflected table. Rows are not hashed (no cache), nor walked by Prefect. Returns the
+    number of rows inserted."""
 
     payload_params = ("rows",)
 
@@ -184,7 +259,7 @@ class BulkInsert(SqlTask):
         self,
         database: SqlDatabase,
         table: str,
-        rows: Iterable[Row],
+        rows: Iterable[Row] | Iterable[pa.RecordBatch] | pa.Table | pa.RecordBatch,
         columns: Sequence[str] | None = None,
         schema: str | None = None,
         batch_size: int = 50_000,
@@ -277,9 +352,11 @@ class Exported:
 
 
 class ExportQuery(SqlTask):
-    """Stream a query's result into any flowport ObjectStore as CSV (with a header) or JSON
-    Lines, never holding the result in memory. The whole export is the unit of retry (the
-    object is rewritten from the start). Returns an :class:`Exported` (key, rows, size)."""
+    """Stream a query's result into any flowport ObjectStore as CSV (with a header), JSON
+    Lines or Parquet (typed from the columns; one row group of ``row_group_rows`` rows held
+    at a time), never holding the result in memory. The whole export is the unit of retry
+    (the object is rewritten from the start; the store publishes it only when complete).
+    Returns an :class:`Exported` (key, rows, size)."""
 
     def run(
         self,
@@ -290,22 +367,29 @@ class ExportQuery(SqlTask):
         format: str = "csv",
         params: Mapping[str, Any] | None = None,
         batch_size: int = 10_000,
+        row_group_rows: int = ROW_GROUP_ROWS,
     ) -> Exported:
-        fmt = check_format(format)
+        fmt = _file_format(format)
         retrier = self.retrier
         ops = self.ops(database, retrier)
         # The stream's own retries would restart mid-object; the unit here is the export.
         inner = Database(ops.engine, ops.where, ops.system)
         started = time.perf_counter()
 
-        def export() -> tuple[Any, int]:
+        def export() -> tuple[int, int]:
+            if fmt == "parquet":
+                schema, batches = open_arrow(inner, statement, params, batch_size)
+                result = write_batches(
+                    store, key, batches, "parquet", schema=schema, row_group_rows=row_group_rows
+                )
+                return result.bytes, result.rows
             counter = [0]
             info = store.put_stream(
                 inner.export_chunks(statement, params, fmt, batch_size, counter=counter), key
             )
-            return info, counter[0]
+            return info.size, counter[0]
 
-        info, rows = retrier(export)
+        size, rows = retrier(export)
         where = store.url_for(key)
         summarise(
             self.name,
@@ -314,19 +398,22 @@ class ExportQuery(SqlTask):
                     "database": ops.where,
                     "object": where,
                     "rows": rows,
-                    "bytes": info.size,
+                    "bytes": size,
                     "seconds": round(time.perf_counter() - started, 3),
                 }
             ],
             target=where,
         )
-        return Exported(key=key, rows=rows, size=info.size)
+        return Exported(key=key, rows=rows, size=size)
 
 
 class LoadFile(SqlTask):
     """Load a CSV (header line first; an empty field is NULL) or JSON Lines object from any
     flowport ObjectStore into ``table``, streamed and converted to the column types, through
-    ``bulk_insert``'s batches (each one transaction, exactly once). Returns the rows loaded."""
+    ``bulk_insert``'s batches (each one transaction, exactly once). A Parquet object is
+    loaded in ONE transaction (all rows or none), streamed a row group at a time; a corrupt
+    file or a column that does not fit the table raises InvalidInput naming it, with nothing
+    loaded. Returns the rows loaded."""
 
     def run(
         self,
@@ -338,10 +425,21 @@ class LoadFile(SqlTask):
         schema: str | None = None,
         batch_size: int = 50_000,
     ) -> int:
-        fmt = check_format(format)
+        fmt = _file_format(format)
         ops = self.ops(database)
         target = ops.reflect(table, schema)
         started = time.perf_counter()
+        if fmt == "parquet":
+            with _rows_progress(f"load {key} into {table}") as progress:
+                count = load_arrow(
+                    ops,
+                    target,
+                    lambda: read_batches(store, key, "parquet", batch_rows=batch_size),
+                    store.url_for(key),
+                )
+                progress.advance(count)
+            _summary(self.name, database, ops.where, table, schema, count, started)
+            return count
         with store.open(key) as stream, _rows_progress(f"load {key} into {table}") as progress:
             count = ops.bulk_insert(
                 table,
@@ -352,6 +450,12 @@ class LoadFile(SqlTask):
             )
         _summary(self.name, database, ops.where, table, schema, count, started)
         return count
+
+
+def _file_format(fmt: str) -> str:
+    """``csv``, ``jsonl`` or ``parquet`` (case-insensitive); InvalidInput otherwise."""
+    value = str(fmt).lower()
+    return value if value == "parquet" else check_format(value)
 
 
 def table_url(database: SqlDatabase, table: str, schema: str | None = None) -> str:
