@@ -19,6 +19,7 @@ from typing import Any, Literal
 from prefect.blocks.core import Block
 
 from flowport.artifacts import summarise
+from flowport.lineage import Lineage, store_uri
 from flowport.progress import Progress
 from flowport.store import BaseStore, ObjectInfo
 from flowport.task import RetryingTask
@@ -41,6 +42,10 @@ class StoreTask(RetryingTask):
         # Keyed by the bucket (and prefix): one artifact history per flow, task and bucket.
         summarise(self.name, [{**row, "seconds": seconds}], target=url.removesuffix(key))
 
+    def uri(self, bucket: Any, key: str = "") -> str:
+        """The URI of ``key`` (or the bucket's root) in ``bucket``: what lineage names."""
+        return store_uri(self.store(bucket), key)
+
 
 class DownloadBytes(StoreTask):
     """Download a whole object into memory."""
@@ -53,6 +58,9 @@ class DownloadBytes(StoreTask):
             bar.advance(len(data))
         self.transfer_row(store, key, len(data), started)
         return data
+
+    def lineage(self, arguments: dict[str, Any], result: bytes | None) -> Lineage:
+        return Lineage(reads=[self.uri(arguments["bucket"], arguments["key"])])
 
 
 class ListObjects(StoreTask):

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from typing_extensions import ParamSpec, Self
 
 from flowport.errors import is_permanent
+from flowport.lineage import Lineage, report
 from flowport.plugins import hook
 from flowport.retry import Retrier, RetryPolicy
 
@@ -133,6 +134,7 @@ class RetryingTask(abc.ABC):
         self._key_name = str(options["name"])
         self._task: Task[Any, Any] = Task(fn=self._make_fn(), **options)
         self.__signature__ = self.signature  # inspect.signature(task) shows run's parameters
+        self._reports_lineage = type(self).lineage is not RetryingTask.lineage
         self._payload_positions = {
             name: i
             for i, name in enumerate(self.signature.parameters)
@@ -149,6 +151,11 @@ class RetryingTask(abc.ABC):
     @abc.abstractmethod
     def is_transient(self, exc: BaseException) -> bool:
         """True when ``exc`` may pass on a retry (throttling, 5xx, dropped connection, ...)."""
+
+    def lineage(self, arguments: dict[str, Any], result: Any) -> Lineage | None:
+        """What this call read and wrote, reported as Prefect assets (:mod:`flowport.lineage`);
+        ``result`` is None when ``run`` raised. The default reports nothing, at no cost."""
+        return None
 
     # -- retrying inside run() -----------------------------------------------------------
 
@@ -184,9 +191,16 @@ class RetryingTask(abc.ABC):
         return bound, token, time.perf_counter()
 
     def _finish(
-        self, token: contextvars.Token[Retrier | None], started: float, exc: BaseException | None
+        self,
+        token: contextvars.Token[Retrier | None],
+        started: float,
+        exc: BaseException | None,
+        bound: inspect.BoundArguments,
+        result: Any = None,
     ) -> None:
         _retrier.reset(token)
+        if self._reports_lineage:
+            report(self, bound.arguments, result)
         duration = time.perf_counter() - started
         if exc is None:
             hook().flowport_task_succeeded(task_name=self.name, duration=duration)
@@ -198,9 +212,9 @@ class RetryingTask(abc.ABC):
         try:
             result = self.run(*bound.args, **bound.kwargs)
         except BaseException as exc:
-            self._finish(token, started, exc)
+            self._finish(token, started, exc, bound)
             raise
-        self._finish(token, started, None)
+        self._finish(token, started, None, bound, result)
         return result
 
     async def _ainvoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -208,9 +222,9 @@ class RetryingTask(abc.ABC):
         try:
             result = await self.run(*bound.args, **bound.kwargs)
         except BaseException as exc:
-            self._finish(token, started, exc)
+            self._finish(token, started, exc, bound)
             raise
-        self._finish(token, started, None)
+        self._finish(token, started, None, bound, result)
         return result
 
     def _make_fn(self) -> Callable[..., Any]:

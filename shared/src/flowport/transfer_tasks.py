@@ -7,8 +7,10 @@ with the data), so a transient failure retries it whole; the rerun overwrites, n
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from flowport.artifacts import summarise
+from flowport.lineage import Lineage, endpoint_uris, store_uri
 from flowport.progress import run_logger
 from flowport.store import ObjectStore
 from flowport.task import RetryingTask
@@ -56,6 +58,24 @@ class RunTransfer(TransferTaskBase):
         summarise(self.name, [row], target=sink.uri)
         return result
 
+    def lineage(self, arguments: dict[str, Any], result: TransferResult | None) -> Lineage:
+        """Reads the source, materializes the sink (a table, or a store prefix of files)."""
+        metadata: dict[str, Any] = {}
+        if result is not None:
+            metadata = {
+                "transfer": result.name,
+                "rows": result.rows,
+                "bytes": result.bytes,
+                "files": len(result.written),
+                "from": str(result.lower),
+                "to": str(result.upper),
+            }
+        return Lineage(
+            reads=endpoint_uris(arguments["source"]),
+            writes=endpoint_uris(arguments["sink"]),
+            metadata=metadata,
+        )
+
 
 class CopyBetween(TransferTaskBase):
     """Copy ``keys`` (or everything under ``prefix``) from one store to another: streamed,
@@ -84,6 +104,20 @@ class CopyBetween(TransferTaskBase):
             seconds,
         )
         return result
+
+    def lineage(self, arguments: dict[str, Any], result: CopyResult | None) -> Lineage:
+        """Reads each source object and materializes its copy (a prefix when there are many)."""
+        source, target = arguments["source"], arguments["target"]
+        keys = result.copied if result is not None else arguments["keys"]
+        if keys is None:
+            prefix = arguments["prefix"]
+            return Lineage(reads=[store_uri(source, prefix)], writes=[store_uri(target, prefix)])
+        metadata = {"objects": len(result.copied), "bytes": result.bytes} if result else {}
+        return Lineage(
+            reads=[store_uri(source, k) for k in keys],
+            writes=[store_uri(target, k) for k in keys],
+            metadata=metadata,
+        )
 
 
 run_transfer = RunTransfer()
