@@ -1,5 +1,6 @@
-"""One module per connector: ``step(workdir) -> str`` called inside the demo flow.
+"""The stages of the demo pipeline, in the order the flow runs them:
 
-A step module may set ``SERVICES = ["s3"]``: the demo starts those through the test harness
-and exports their environment variables before the flow runs.
+``orders`` (produce orders to Kafka), ``to_postgres`` (Kafka -> PostgreSQL upsert),
+``to_lake`` (PostgreSQL -> Parquet on S3 and GCS, incremental) and ``summary`` (the lake read
+back with pyarrow).
 """
