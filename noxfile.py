@@ -155,7 +155,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """A Prefect flow over LocalStore, then one step per connector against harness services."""
+    """Orders: Kafka -> PostgreSQL -> Parquet on S3 and GCS, twice (harness services)."""
     session.install("./shared", *(f"./{PACKAGES[c]}" for c in CONNECTORS))
     _requirements(session, HARNESS_REQS, "demo/requirements.txt")
     session.run("python", "-m", "demo.pipeline", *session.posargs)
