@@ -31,6 +31,7 @@ from typing_extensions import ParamSpec, Self
 from flowport.errors import is_permanent
 from flowport.lineage import Lineage, report
 from flowport.plugins import hook
+from flowport.progress import enter_task, leave_task
 from flowport.retry import Retrier, RetryPolicy
 
 if TYPE_CHECKING:
@@ -187,6 +188,7 @@ class RetryingTask(abc.ABC):
         relay = hook()
         policy = relay.flowport_retry_policy(task_name=self.name, policy=policy) or policy
         token = _retrier.set(policy.bind(self.is_transient, self.name))
+        enter_task(self.name, type(self))  # hooks and transfers know their task and connector
         relay.flowport_task_started(task_name=self.name, parameters=bound.arguments)
         return bound, token, time.perf_counter()
 
@@ -202,10 +204,13 @@ class RetryingTask(abc.ABC):
         if self._reports_lineage:
             report(self, bound.arguments, result)
         duration = time.perf_counter() - started
-        if exc is None:
-            hook().flowport_task_succeeded(task_name=self.name, duration=duration)
-        else:
-            hook().flowport_task_failed(task_name=self.name, exception=exc, duration=duration)
+        try:
+            if exc is None:
+                hook().flowport_task_succeeded(task_name=self.name, duration=duration)
+            else:
+                hook().flowport_task_failed(task_name=self.name, exception=exc, duration=duration)
+        finally:
+            leave_task()
 
     def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         bound, token, started = self._prepare(args, kwargs)
