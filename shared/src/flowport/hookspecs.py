@@ -2,6 +2,9 @@
 
 Implement any of these on an object (decorated with :data:`hookimpl`) and pass it to
 ``flowport.plugins.register(obj)``, or name it in the ``flowport.plugins`` entry point group.
+Hooks fired inside a flowport task (``task_started`` .. ``task_failed``, ``units_moved``, and
+retries in the task's own thread) can ask :func:`flowport.progress.current_task` which task
+and connector they belong to.
 """
 
 from __future__ import annotations
@@ -47,3 +50,13 @@ def flowport_task_failed(task_name: str, exception: BaseException, duration: flo
 @hookspec
 def flowport_transfer_progress(task_name: str, unit: str, done: int, total: int | None) -> None:
     """A transfer advanced: ``done`` of ``total`` ``unit`` (bytes, rows, messages)."""
+
+
+@hookspec
+def flowport_units_moved(task_name: str, connector: str, unit: str, amount: int) -> None:
+    """``amount`` more ``unit`` (bytes, rows, messages) moved by a run of ``task_name``.
+
+    Reported as the transfer goes (throttled like progress) and the remainder when it ends,
+    also when it fails, so the amounts of one transfer add up to exactly what moved. Outside a
+    flowport task ``task_name`` and ``connector`` are empty.
+    """

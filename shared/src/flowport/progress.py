@@ -1,8 +1,10 @@
 """Progress of long transfers: a terminal bar, a Prefect progress artifact and plugin hooks.
 
 ``with Progress("upload s3://b/k", total=size, unit="bytes") as p: p.advance(n)``.
-Thread-safe (multipart parts advance it from worker threads); the artifact and the hook are
-throttled to one update per ``interval`` seconds so progress never costs throughput.
+Thread-safe (multipart parts advance it from worker threads); the artifact and the hooks are
+throttled to one update per ``interval`` seconds so progress never costs throughput. A transfer
+started inside a flowport task reports what it moved under that task and its connector
+(:func:`current_task`), through the ``flowport_units_moved`` hook.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import logging
 import sys
 import threading
 import time
+from contextvars import ContextVar
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +35,42 @@ def run_logger(name: str = "flowport") -> logging.Logger | logging.LoggerAdapter
 
         return get_run_logger()
     return logging.getLogger(name)
+
+
+@dataclass(frozen=True)
+class TaskScope:
+    """The flowport task a piece of work runs under: what hooks attribute it to."""
+
+    task_name: str
+    connector: str
+    parent: TaskScope | None = None
+
+
+_scope: ContextVar[TaskScope | None] = ContextVar("flowport_task_scope", default=None)
+
+
+def current_task() -> TaskScope | None:
+    """The flowport task running in this context; None outside one (or in a worker thread it
+    started: context variables do not cross into thread pools)."""
+    return _scope.get()
+
+
+def connector_of(cls: type) -> str:
+    """A task class's connector: its top-level package without ``flowport_`` (``flowport_s3``
+    -> ``s3``); the core's own tasks are ``core``."""
+    package = cls.__module__.partition(".")[0]
+    return "core" if package == "flowport" else package.removeprefix("flowport_")
+
+
+def enter_task(task_name: str, cls: type) -> None:
+    """Mark the start of a run of ``task_name`` (a ``cls`` task) in this context."""
+    _scope.set(TaskScope(task_name, connector_of(cls), _scope.get()))
+
+
+def leave_task() -> None:
+    """Undo the matching :func:`enter_task` (nested task bodies restore their caller's)."""
+    scope = _scope.get()
+    _scope.set(scope.parent if scope is not None else None)
 
 
 def _amount(n: int, unit: str) -> str:
@@ -61,6 +101,8 @@ class Progress:
         self.total = total
         self.unit = unit
         self.done = 0
+        self._moved = 0  # the part of ``done`` already reported through units_moved
+        self._scope = current_task()  # captured here: advance() may run in worker threads
         self._lock = threading.Lock()
         self._last = 0.0
         self._artifact: Any = None
@@ -99,10 +141,25 @@ class Progress:
         hook().flowport_transfer_progress(
             task_name=self.description, unit=self.unit, done=self.done, total=self.total
         )
+        self._report_moved()
         if self._artifact is not None and self.total:
             from prefect.artifacts import update_progress_artifact
 
             update_progress_artifact(self._artifact, min(100.0, 100.0 * self.done / self.total))
+
+    def _report_moved(self) -> None:
+        """Report what moved since the last report, once (two threads never both report it)."""
+        with self._lock:
+            amount, self._moved = self.done - self._moved, self.done
+        if not amount:
+            return
+        scope = self._scope
+        hook().flowport_units_moved(
+            task_name=scope.task_name if scope else "",
+            connector=scope.connector if scope else "",
+            unit=self.unit,
+            amount=amount,
+        )
 
     def __exit__(
         self,
@@ -118,3 +175,5 @@ class Progress:
             run_logger().info(
                 "%s: %s in %.2f s", self.description, _amount(self.done, self.unit), seconds
             )
+        else:
+            self._report_moved()  # what moved before the failure did move
