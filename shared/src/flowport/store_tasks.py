@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import abc
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from prefect.blocks.core import Block
 
 from flowport.artifacts import summarise
-from flowport.lineage import Lineage, store_uri
+from flowport.keys import local_path
+from flowport.lineage import Lineage, file_uri, store_uri
 from flowport.progress import Progress
 from flowport.store import BaseStore, ObjectInfo
 from flowport.task import RetryingTask
@@ -109,3 +111,59 @@ class Stat(StoreTask):
 
     def run(self, bucket: Block, key: str) -> ObjectInfo:
         return self.store(bucket).stat(key)
+
+
+# -- lineage of the connectors' own object tasks (assign as ``lineage = upload_lineage``) ------
+
+
+def upload_lineage(task: StoreTask, arguments: dict[str, Any], result: Any) -> Lineage:
+    """upload_file / upload_bytes / upload_stream: the object, from the local file if any."""
+    path = arguments.get("path")
+    key = arguments.get("key") or Path(str(path)).name
+    return Lineage(
+        reads=[file_uri(path)] if path is not None else [],
+        writes=[task.uri(arguments["bucket"], key)],
+        metadata={"bytes": result.size} if isinstance(result, ObjectInfo) else {},
+    )
+
+
+def download_lineage(task: StoreTask, arguments: dict[str, Any], result: Any) -> Lineage:
+    """download_file / download_stream: the object, into the local file if any."""
+    key = arguments["key"]
+    if isinstance(result, Path):
+        writes = [file_uri(result)]
+    elif arguments.get("path") is not None:
+        writes = [file_uri(arguments["path"])]
+    elif arguments.get("directory") is not None:
+        writes = [file_uri(local_path(arguments["directory"], key))]
+    else:
+        writes = []  # a stream into the caller's sink: only the read is known
+    metadata = {"bytes": result} if isinstance(result, int) else {}
+    return Lineage(reads=[task.uri(arguments["bucket"], key)], writes=writes, metadata=metadata)
+
+
+def copy_lineage(task: StoreTask, arguments: dict[str, Any], result: Any) -> Lineage:
+    """copy_object / move_object: ``src`` in the bucket to ``dst`` in ``dest_bucket`` (or it)."""
+    bucket = arguments["bucket"]
+    dest = arguments.get("dest_bucket") or bucket
+    return Lineage(
+        reads=[task.uri(bucket, arguments["src"])],
+        writes=[task.uri(dest, arguments["dst"])],
+        metadata={"bytes": result.size} if isinstance(result, ObjectInfo) else {},
+    )
+
+
+def sync_lineage(task: StoreTask, arguments: dict[str, Any], result: Any) -> Lineage | None:
+    """sync: the local directory and the prefix, in the direction given; a dry run moves
+    nothing and reports nothing."""
+    if arguments.get("dry_run"):
+        return None
+    local = file_uri(arguments["local_dir"])
+    remote = task.uri(arguments["bucket"], str(arguments.get("prefix") or "").strip("/"))
+    upload = arguments.get("direction", "upload") == "upload"
+    metadata: dict[str, Any] = {}
+    if result is not None:
+        metadata = {"objects": len(result.transferred), "bytes": result.bytes}
+    return Lineage(
+        reads=[local if upload else remote], writes=[remote if upload else local], metadata=metadata
+    )

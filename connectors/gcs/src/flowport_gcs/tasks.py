@@ -23,6 +23,7 @@ from flowport.store import CHUNK_SIZE, BaseStore, DeleteResult, ObjectInfo, Sour
 from flowport.store_tasks import StoreTask
 from flowport_gcs import errors
 from flowport_gcs.blocks import GcsBucket
+from flowport_gcs.lineage import compose_lineage
 from flowport_gcs.store import GcsStore, SyncResult
 
 
@@ -85,6 +86,8 @@ class UploadFile(_Upload):
     ``if_generation_match=0``) makes it create-only: Conflict if the object exists. Not
     cached: the file is never hashed by Prefect."""
 
+    lineage = store_tasks.upload_lineage
+
     def run(
         self,
         bucket: GcsBucket,
@@ -116,6 +119,8 @@ class UploadBytes(_Upload):
     """Upload ``data`` (held in memory by the caller) to ``key``. Not cached: ``data`` is
     never hashed by Prefect."""
 
+    lineage = store_tasks.upload_lineage
+
     def run(
         self,
         bucket: GcsBucket,
@@ -145,6 +150,8 @@ class UploadBytes(_Upload):
 class UploadStream(_Upload):
     """Upload from bytes, a binary file object or an iterable of byte chunks, holding at most
     two chunks in memory. Not cached: the stream is never hashed by Prefect."""
+
+    lineage = store_tasks.upload_lineage
 
     def run(
         self,
@@ -176,6 +183,8 @@ class DownloadFile(GcsTask):
     """Download ``key`` to ``path``, or to ``directory``/<key> (keys that would escape the
     directory are refused). Atomic: a failed download leaves no partial file; a dropped
     connection resumes at the byte it reached, on the same object generation."""
+
+    lineage = store_tasks.download_lineage
 
     def run(
         self,
@@ -209,6 +218,8 @@ class DownloadStream(GcsTask):
     """Stream ``key`` into ``sink`` (a writable binary file object, or a callable taking each
     chunk) in chunks of at most ``chunk_size``; a dropped connection resumes where it stopped,
     so the sink sees every byte exactly once. Returns the number of bytes written."""
+
+    lineage = store_tasks.download_lineage
 
     def run(
         self,
@@ -268,6 +279,8 @@ class CopyObject(GcsTask):
     large objects take several calls, each retried alone. No bytes pass through this process.
     ``if_generation_match=0`` makes it create-only."""
 
+    lineage = store_tasks.copy_lineage
+
     def run(
         self,
         bucket: GcsBucket,
@@ -297,6 +310,8 @@ class CopyObject(GcsTask):
 class MoveObject(GcsTask):
     """Server-side copy, then delete of the source (only after the copy succeeded)."""
 
+    lineage = store_tasks.copy_lineage
+
     def run(
         self, bucket: GcsBucket, src: str, dst: str, *, dest_bucket: GcsBucket | None = None
     ) -> ObjectInfo:
@@ -316,6 +331,8 @@ class Sync(GcsTask):
     (``"download"``): by size, then mtime (``size_mtime``) or crc32c (``crc32c`` / ``etag``).
     ``delete`` removes extras at the destination; ``dry_run`` reports only; ``concurrency``
     files at a time. Keys that would leave ``local_dir`` are refused before any download."""
+
+    lineage = store_tasks.sync_lineage
 
     def run(
         self,
@@ -381,6 +398,8 @@ class ObjectMetadata(GcsTask):
 class ComposeObjects(GcsTask):
     """Concatenate ``sources`` server-side into ``dst_key`` (more than 32 are composed in
     rounds); ``if_generation_match=0`` makes it create-only."""
+
+    lineage = compose_lineage
 
     def run(
         self,

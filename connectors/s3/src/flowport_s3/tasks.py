@@ -54,6 +54,8 @@ def _row(store: S3Store, info: ObjectInfo, **extra: Any) -> dict[str, Any]:
 class UploadFile(S3Task):
     """Upload a local file, multipart above one part (each part retried on its own)."""
 
+    lineage = store_tasks.upload_lineage
+
     def run(
         self,
         bucket: S3Bucket,
@@ -75,6 +77,8 @@ class UploadFile(S3Task):
 class UploadBytes(S3Task):
     """Upload ``data`` (held in memory by the caller). Not cached: ``data`` is never hashed."""
 
+    lineage = store_tasks.upload_lineage
+
     def run(
         self, bucket: S3Bucket, data: bytes, key: str, *, if_not_exists: bool = False
     ) -> ObjectInfo:
@@ -89,6 +93,8 @@ class UploadBytes(S3Task):
 class UploadStream(S3Task):
     """Upload from a binary file object or an iterable of byte chunks, one part at a time, in
     memory bounded by ``(concurrency + 1) * part_size``. Not cached: the source is never hashed."""
+
+    lineage = store_tasks.upload_lineage
 
     def run(
         self, bucket: S3Bucket, source: Source, key: str, *, if_not_exists: bool = False
@@ -105,6 +111,8 @@ class DownloadFile(S3Task):
     """Download an object to ``path``, or to ``directory``/<key> (keys that would escape the
     directory are refused). One HeadObject, then parallel ranged GETs; a failed download
     leaves no partial file."""
+
+    lineage = store_tasks.download_lineage
 
     def run(
         self,
@@ -136,6 +144,8 @@ class DownloadStream(S3Task):
     """Stream an object into ``sink`` (a writable binary file object, or a callable taking each
     chunk) in chunks of at most ``chunk_size``; a broken connection resumes where it stopped, so
     the sink sees every byte exactly once. Returns the number of bytes written."""
+
+    lineage = store_tasks.download_lineage
 
     def run(
         self,
@@ -205,6 +215,8 @@ class CopyObject(S3Task):
     """Server-side copy ``src`` -> ``dst`` (in ``dest_bucket`` if given): CopyObject, or a
     parallel multipart UploadPartCopy above 5 GiB. No bytes pass through this process."""
 
+    lineage = store_tasks.copy_lineage
+
     def run(
         self, bucket: S3Bucket, src: str, dst: str, *, dest_bucket: S3Bucket | None = None
     ) -> ObjectInfo:
@@ -219,6 +231,8 @@ class CopyObject(S3Task):
 
 class MoveObject(S3Task):
     """Server-side copy, then delete the source (only after the copy succeeded)."""
+
+    lineage = store_tasks.copy_lineage
 
     def run(
         self, bucket: S3Bucket, src: str, dst: str, *, dest_bucket: S3Bucket | None = None
@@ -237,6 +251,8 @@ class Sync(S3Task):
     """Synchronise a local directory and a key prefix, either way (see ``S3Store.sync``):
     by size, then mtime or ETag; ``dry_run`` only reports; ``delete`` removes extraneous files;
     ``concurrency`` files at a time."""
+
+    lineage = store_tasks.sync_lineage
 
     def run(
         self,

@@ -24,6 +24,7 @@ from flowport.retry import Retrier, RetryPolicy
 from flowport.store import ObjectStore
 from flowport.task import RetryingTask
 from flowport_sql import errors
+from flowport_sql import lineage as sql_lineage
 from flowport_sql.arrow import load_arrow, open_arrow, stream_arrow
 from flowport_sql.blocks import SqlDatabase
 from flowport_sql.db import Database, Row, Statement, TxStatement, check_format
@@ -57,6 +58,8 @@ class Execute(SqlTask):
     """Run one statement with bound parameters (``:name`` placeholders) in its own
     transaction; returns the number of rows affected. Retried whole on transient errors."""
 
+    lineage = sql_lineage.statement_lineage
+
     def run(
         self, database: SqlDatabase, statement: Statement, params: Mapping[str, Any] | None = None
     ) -> int:
@@ -66,6 +69,8 @@ class Execute(SqlTask):
 class ExecuteMany(SqlTask):
     """Run one statement once per parameter set (executemany), all in one transaction;
     returns the rows affected. Inputs are not hashed (no cache), nor walked by Prefect."""
+
+    lineage = sql_lineage.statement_lineage
 
     payload_params = ("seq_of_params",)
 
@@ -82,6 +87,8 @@ class FetchOne(SqlTask):
     """Run a query and return its first row (a dict, or a tuple with ``as_dicts=False``),
     or ``None`` when it returns no row."""
 
+    lineage = sql_lineage.query_lineage
+
     def run(
         self,
         database: SqlDatabase,
@@ -96,6 +103,8 @@ class FetchOne(SqlTask):
 class FetchMany(SqlTask):
     """Run a query and return its first ``size`` rows. Each call runs the query afresh, so
     two calls return the same rows (no cursor is kept between calls)."""
+
+    lineage = sql_lineage.query_lineage
 
     def run(
         self,
@@ -112,6 +121,8 @@ class FetchMany(SqlTask):
 
 class FetchAll(SqlTask):
     """Run a query and return all its rows (for big results use ``stream_query``)."""
+
+    lineage = sql_lineage.query_lineage
 
     def run(
         self,
@@ -147,6 +158,8 @@ class StreamQuery(SqlTask):
     A generator task: the task run lasts while you iterate. Opening the query is retried;
     after the first batch a failure raises instead of repeating rows. Consume it in the
     process that called it (a generator does not travel to another worker)."""
+
+    lineage = sql_lineage.query_lineage
 
     @overload
     def run(
@@ -253,6 +266,8 @@ class BulkInsert(SqlTask):
     reflected table. Rows are not hashed (no cache), nor walked by Prefect. Returns the
     number of rows inserted."""
 
+    lineage = sql_lineage.insert_lineage
+
     payload_params = ("rows",)
 
     def run(
@@ -285,6 +300,8 @@ class Upsert(SqlTask):
     UPDATE`` on MariaDB/MySQL. ``update_columns`` defaults to all non-key columns; ``[]``
     only inserts new keys. Each batch is one idempotent transaction. Rows are not hashed
     (no cache), nor walked by Prefect. Returns the number of rows processed."""
+
+    lineage = sql_lineage.insert_lineage
 
     payload_params = ("rows",)
 
@@ -322,6 +339,8 @@ class Transaction(SqlTask):
     retry. Returns each statement's rowcount. Statements and their parameter lists are not
     walked by Prefect."""
 
+    lineage = sql_lineage.transaction_lineage
+
     payload_params = ("statements",)
 
     def run(self, database: SqlDatabase, statements: Sequence[TxStatement]) -> list[int]:
@@ -357,6 +376,8 @@ class ExportQuery(SqlTask):
     at a time), never holding the result in memory. The whole export is the unit of retry
     (the object is rewritten from the start; the store publishes it only when complete).
     Returns an :class:`Exported` (key, rows, size)."""
+
+    lineage = sql_lineage.export_lineage
 
     def run(
         self,
@@ -414,6 +435,8 @@ class LoadFile(SqlTask):
     loaded in ONE transaction (all rows or none), streamed a row group at a time; a corrupt
     file or a column that does not fit the table raises InvalidInput naming it, with nothing
     loaded. Returns the rows loaded."""
+
+    lineage = sql_lineage.load_lineage
 
     def run(
         self,
