@@ -161,6 +161,35 @@ def demo(session: nox.Session) -> None:
     session.run("python", "-m", "demo.pipeline", *session.posargs)
 
 
+def _install_docs(session: nox.Session) -> None:
+    """Every package (and its extras the docs use), the site tools and the harness."""
+    extras = {"core": "[arrow]", "sql": "[postgres]", "kafka": "[arrow]"}
+    session.install(*(f"./{path}{extras.get(p, '')}" for p, path in PACKAGES.items()), *TEST_TOOLS)
+    _requirements(session, "tests/docs/requirements.txt", HARNESS_REQS)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """``mkdocs build --strict`` (pages generated from the code checked too); the site goes to
+    .nox/docs/tmp/site unless a path is given: ``nox -s docs -- site/``."""
+    _install_docs(session)
+    site = session.posargs[0] if session.posargs else str(Path(session.create_tmp()) / "site")
+    session.run("mkdocs", "build", "--strict", "--site-dir", site)
+    session.run(
+        "pytest",
+        "tests/docs/test_error_reference.py",
+        "tests/docs/test_examples.py::test_every_python_block_is_marked_and_illustrations_are_few",
+    )
+
+
+@nox.session(name="docs-examples")
+def docs_examples(session: nox.Session) -> None:
+    """Every python example in docs/ runs against the real services it names."""
+    _install_docs(session)
+    _requirements(session, "tests/docs/requirements-integration.txt")
+    _pytest(session, "tests/docs/test_examples.py")
+
+
 @nox.session
 def build(session: nox.Session) -> None:
     """Build every distribution (sdist, then the wheel from it) into dist/, ``twine check`` them,
