@@ -92,7 +92,8 @@ def block_migrations() -> str:
             importlib.import_module(f"{path.parent.name}.blocks")
     parts = []
     for foreign, migration in sorted(registry.items()):
-        rows = [f"### `{foreign}` -> `{migration.block}`\n", "| their field | flowport |", "|---|---|"]
+        rows = [f"### `{foreign}` -> `{migration.block}`\n", "| their field | flowport |"]
+        rows.append("|---|---|")
         rows += [f"| `{k}` | {v or '(no equivalent)'} |" for k, v in migration.fields.items()]
         parts.append("\n".join(rows) + "\n")
     return "\n".join(parts)
