@@ -12,7 +12,11 @@ then streams M rows with flowport ``stream_query`` (and a raw psycopg named curs
 subprocess each, reporting rows/s and peak RSS (VmHWM), and last passes 50,000 rows as a list
 to ``bulk_insert`` inside a Prefect flow (a task run; the rows are a payload parameter Prefect
 does not walk) against ``bulk_insert.fn`` (no task run). ``--in-flow`` runs only that last
-part. Needs benchmarks/requirements-sql.txt.
+part. ``--arrow`` instead loads N rows given as a pyarrow Table: raw ADBC ingest and raw
+psycopg binary COPY (the limits) against flowport ``bulk_insert`` through each of its two
+PostgreSQL Arrow paths (ADBC ingest, psycopg binary COPY), which decides
+``flowport_sql.arrow.PG_ARROW_LOAD``; then reads them back with ``stream_query(format=
+"arrow")`` against a raw ADBC read. Needs benchmarks/requirements-sql.txt.
 """
 
 from __future__ import annotations
@@ -164,6 +168,136 @@ def pandas_to_sql(url: str, table: str, frame: Any) -> None:
     engine.dispose()
 
 
+# -- Arrow ---------------------------------------------------------------------------------
+
+
+def arrow_table(n: int) -> Any:
+    import pyarrow as pa
+
+    ids = pa.array(range(n), pa.int64())
+    return pa.table(
+        {
+            "id": ids,
+            "name": pa.array([f"name-{i:09d}" for i in range(n)], pa.large_string()),
+            "score": pa.array([i * 0.5 for i in range(n)], pa.float64()),
+            "ts": ids.cast(pa.timestamp("s")).cast(pa.timestamp("us")),
+        }
+    )
+
+
+def raw_adbc_ingest(dsn: str, table: str, data: Any) -> None:
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with adbc.connect(dsn) as conn, conn.cursor() as cur:
+        cur.adbc_ingest(table, data, mode="append")
+        conn.commit()
+
+
+def raw_copy_arrow(dsn: str, table: str, data: Any) -> None:
+    """psycopg binary COPY of the table's values, converted column by column."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY {table} (id, name, score, ts) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "text", "float8", "timestamp"])
+            for batch in data.to_batches():
+                for row in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+                    copy.write_row(row)
+        conn.commit()
+
+
+def flowport_arrow(url: str, table: str, data: Any, method: str | None) -> None:
+    from flowport_sql import SqlDatabase, bulk_insert
+    from flowport_sql.arrow import insert_arrow
+    from flowport_sql.tasks import bulk_insert as task
+
+    with SqlDatabase(url=url) as db:
+        if method is None:
+            bulk_insert.fn(db, table, data, batch_size=50_000)
+            return
+        ops = task.ops(db)
+        insert_arrow(ops, ops.reflect(table), data, batch_size=50_000, method=method)
+
+
+def arrow_read(url: str, dsn: str, table: str, n: int) -> dict[str, float]:
+    """Seconds to read ``table`` as Arrow: raw ADBC, flowport stream_query(format="arrow")."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    from flowport_sql import SqlDatabase, stream_query
+
+    out: dict[str, float] = {}
+    started = time.perf_counter()
+    with adbc.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT id, name, score, ts FROM {table}")
+        got = sum(b.num_rows for b in cur.fetch_record_batch())
+    out["raw ADBC fetch_record_batch"] = time.perf_counter() - started
+    with SqlDatabase(url=url) as db:
+        started = time.perf_counter()
+        rows = 0
+        for batch in stream_query.fn(
+            db, f"SELECT id, name, score, ts FROM {table}", format="arrow"
+        ):
+            rows += batch.num_rows
+        out['flowport stream_query(format="arrow")'] = time.perf_counter() - started
+    if got != n or rows != n:
+        raise SystemExit(f"arrow read: raw {got}, flowport {rows}, expected {n}")
+    return out
+
+
+def arrow_bench(url: str, dsn: str, n: int, version: str) -> None:
+    """The ``--arrow`` comparison (see the module docstring), all in this one run."""
+    import adbc_driver_postgresql.dbapi  # noqa: F401  (import everything before timing)
+
+    from flowport_sql import arrow as flowport_arrow_module
+
+    data = arrow_table(n)
+    contenders: list[tuple[str, Callable[[], object]]] = [
+        ("raw ADBC adbc_ingest", lambda: raw_adbc_ingest(dsn, "bench_a_adbc", data)),
+        ("raw psycopg binary COPY", lambda: raw_copy_arrow(dsn, "bench_a_copy", data)),
+        (
+            "flowport bulk_insert via ADBC",
+            lambda: flowport_arrow(url, "bench_a_fadbc", data, "adbc"),
+        ),
+        (
+            "flowport bulk_insert via COPY",
+            lambda: flowport_arrow(url, "bench_a_fcopy", data, "copy"),
+        ),
+        ("flowport bulk_insert (default)", lambda: flowport_arrow(url, "bench_a_f", data, None)),
+    ]
+    tables = ["bench_a_adbc", "bench_a_copy", "bench_a_fadbc", "bench_a_fcopy", "bench_a_f"]
+    results: dict[str, float] = {}
+    for (name, load), table in zip(contenders, tables, strict=True):
+        results[name] = timed(dsn, table, n, load)
+        print(f"  {name}: {n / results[name]:,.0f} rows/s", file=sys.stderr)
+    adbc, copy = results["raw ADBC adbc_ingest"], results["raw psycopg binary COPY"]
+    print(f"\nLoad {n:,} rows from a pyarrow Table (int8, text, float8, timestamp), PG {version}")
+    print(f"{'contender':34} {'seconds':>9} {'rows/s':>12} {'vs raw ADBC':>12} {'vs raw COPY':>12}")
+    for name, seconds in results.items():
+        print(
+            f"{name:34} {seconds:9.2f} {n / seconds:12,.0f} {adbc / seconds:11.2f}x "
+            f"{copy / seconds:11.2f}x"
+        )
+    faster = (
+        "adbc"
+        if results["flowport bulk_insert via ADBC"] <= results["flowport bulk_insert via COPY"]
+        else "copy"
+    )
+    default = flowport_arrow_module.PG_ARROW_LOAD
+    print(f"faster flowport path: {faster}; flowport_sql.arrow.PG_ARROW_LOAD = {default!r}")
+    if faster != default:
+        print("  -> PG_ARROW_LOAD should change", file=sys.stderr)
+
+    reads = arrow_read(url, dsn, "bench_a_f", n)
+    raw_read = reads["raw ADBC fetch_record_batch"]
+    print(f"\nRead the {n:,} rows back as Arrow record batches")
+    print(f"{'reader':34} {'seconds':>9} {'rows/s':>12} {'vs raw ADBC':>12}")
+    for name, seconds in reads.items():
+        print(f"{name:34} {seconds:9.2f} {n / seconds:12,.0f} {raw_read / seconds:11.2f}x")
+    with __import__("psycopg").connect(dsn, autocommit=True) as conn:
+        for table in tables:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 # -- streaming, each in its own process so VmHWM is its own ------------------------------
 
 STREAM_CHILD = r"""
@@ -223,6 +357,9 @@ def main() -> None:
     parser.add_argument(
         "--in-flow", action="store_true", help="only bulk_insert inside a flow against .fn"
     )
+    parser.add_argument(
+        "--arrow", action="store_true", help="only Arrow loads and reads (ADBC vs COPY)"
+    )
     args = parser.parse_args()
     n_load = 20_000 if args.quick else 1_000_000
     n_stream = 200_000 if args.quick else 5_000_000
@@ -236,6 +373,9 @@ def main() -> None:
     try:
         if args.in_flow:
             in_flow_vs_fn(url, dsn)
+            return
+        if args.arrow:
+            arrow_bench(url, dsn, n_load, pg.version)
             return
         # Import everything before timing anything (importing Prefect alone takes seconds).
         import pandas as pd

@@ -297,10 +297,11 @@ def _pg_stream(
 
 
 def _rebatch(pa: Any, parts: list[Any], schema: Any, batch_rows: int) -> Iterator[Any]:
-    if len(parts) == 1:
-        yield parts[0]
-        return
-    yield from pa.Table.from_batches(parts, schema=schema).combine_chunks().to_batches()
+    """``parts`` as batches of at most ``batch_rows`` rows (ADBC's follow its byte hint)."""
+    table = pa.Table.from_batches(parts, schema=schema)
+    if len(parts) > 1:
+        table = table.combine_chunks()
+    yield from table.to_batches(max_chunksize=batch_rows)
 
 
 # -- SQLAlchemy ------------------------------------------------------------------------------
@@ -567,17 +568,21 @@ def adbc_ingest(
     return rows[0]
 
 
-def adbc_unit(db: Database, work: Callable[[Any], T], statement: str) -> T:
+def adbc_unit(
+    db: Database, work: Callable[[Any], T], statement: str, keep: list[Any] | None = None
+) -> T:
     """``work(conn)`` on an ADBC connection in one transaction, committed; retried whole on
     transient errors and applied exactly once, as :meth:`Database.unit` (the transaction id
-    is recorded first; after a COMMIT whose connection dropped the server is asked)."""
+    is recorded first; after a COMMIT whose connection dropped the server is asked).
+    ``keep``: a list holding a connection to reuse (and to leave the connection in after a
+    success; an ADBC connect reads the server's type catalogue, ~0.1 s); the caller closes it."""
     pending: dict[str, Any] = {}
 
     def attempt() -> T:
         if "xid" in pending and db._committed(pending["xid"]):
             return pending["result"]  # type: ignore[no-any-return]
         pending.clear()
-        conn = adbc_connect(db)
+        conn = keep.pop() if keep else adbc_connect(db)
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT txid_current(), pg_postmaster_start_time()")
@@ -585,12 +590,17 @@ def adbc_unit(db: Database, work: Callable[[Any], T], statement: str) -> T:
             result = work(conn)
             pending.update(xid=(int(xid), started), result=result)
             conn.commit()
-            return result
-        except _adbc_errors() as exc:
-            raise _adbc_fail(db, exc, statement) from None
-        finally:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 conn.close()
+            if isinstance(exc, _adbc_errors()):
+                raise _adbc_fail(db, exc, statement) from None
+            raise
+        if keep is not None:
+            keep.append(conn)
+        else:
+            conn.close()
+        return result
 
     return db.retry(attempt)  # type: ignore[no-any-return]
 
@@ -683,10 +693,23 @@ class ArrowLoader:
             chosen = "insert"
         self.method = chosen
         self.statement = f"load into {target.fullname}"
+        self._keep: list[Any] = []  # the ADBC connection between transactions
         if chosen == "copy":
             oids = db.pg_column_oids(target)
             self.types = [oids.get(c.name) for c in self.columns]
             self.binary = all(oid in ARROW_BINARY_OIDS for oid in self.types)
+
+    def close(self) -> None:
+        """Close the ADBC connection kept between transactions, if any."""
+        while self._keep:
+            with contextlib.suppress(Exception):
+                self._keep.pop().close()
+
+    def __enter__(self) -> ArrowLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def fit(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """``batch`` cast to the table's column types."""
@@ -729,7 +752,7 @@ class ArrowLoader:
         it again); the rows written."""
         if self.method == "adbc":
             return adbc_unit(
-                self.db, lambda conn: self._ingest(conn, open_batches()), self.statement
+                self.db, lambda conn: self._ingest(conn, open_batches()), self.statement, self._keep
             )
         return self.db.unit(lambda conn: self._write(conn, open_batches()), self.statement)
 
@@ -802,12 +825,13 @@ def insert_arrow(
     first = next(parts, None)
     if first is None:
         return 0
-    loader = ArrowLoader(db, target, first[0].schema.names, f"rows for {target.fullname}", method)
+    source = f"rows for {target.fullname}"
     total = 0
-    for part in chain([first], parts):
-        total += loader.run(partial(list, part))
-        if on_batch is not None:
-            on_batch(sum(b.num_rows for b in part))
+    with ArrowLoader(db, target, first[0].schema.names, source, method) as loader:
+        for part in chain([first], parts):
+            total += loader.run(partial(list, part))
+            if on_batch is not None:
+                on_batch(sum(b.num_rows for b in part))
     return total
 
 
@@ -835,13 +859,13 @@ def load_arrow(
     first = next(batches, None)
     if first is None:
         return 0
-    loader = ArrowLoader(db, target, first.schema.names, source, method)
     opened = [chain([first], batches)]  # the first attempt's; a retry opens them again
 
     def attempt() -> Iterable[pa.RecordBatch]:
         return opened.pop() if opened else open_batches()
 
-    return loader.run(attempt)
+    with ArrowLoader(db, target, first.schema.names, source, method) as loader:
+        return loader.run(attempt)
 
 
 def sa_connection_raw(conn: Connection) -> Any:
