@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
 import pickle
+import xml.etree.ElementTree as ET
 
 import cloudpickle
 import pytest
@@ -113,3 +115,71 @@ def test_presign_signs_v4_offline() -> None:
     assert url.startswith("https://storage.googleapis.com/b/dir/file%20name.txt?")
     assert "X-Goog-Algorithm=GOOG4-RSA-SHA256" in url
     assert "X-Goog-Expires=600" in url
+
+
+# -- Prefect's block catalog ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", [GcpCredentials, GcsBucket])
+def test_catalog_entry_is_complete(block: type) -> None:
+    from flowport.blocks import DOCS_URL, catalog_problems, code_example_source
+
+    assert catalog_problems(block) == []
+    assert str(block._logo_url) == f"{DOCS_URL}logos/flowport_gcs.svg"  # type: ignore[attr-defined]
+    assert str(block._documentation_url) == f"{DOCS_URL}connectors/gcs/"  # type: ignore[attr-defined]
+    assert "pip install flowport-gcs" in block.get_description()  # type: ignore[attr-defined]
+    source = code_example_source(block)
+    assert f"{block.__name__}(" in source
+    ast.parse(source)
+
+
+def test_logo_is_a_valid_svg_data_url() -> None:
+    from flowport.blocks import logo_data_url
+
+    url = logo_data_url("flowport_gcs")
+    assert url.startswith("data:image/svg+xml;base64,")
+    root = ET.fromstring(base64.b64decode(url.split(",", 1)[1]))
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert "GCS" in "".join(root.itertext())
+
+
+def test_field_titles_are_human() -> None:
+    creds = {name: f.title for name, f in GcpCredentials.model_fields.items()}
+    assert creds["service_account_info"] == "Service-account key (JSON)"
+    assert creds["project"] == "Project ID"
+    assert creds["endpoint"] == "API endpoint URL"
+    bucket = GcsBucket.model_json_schema()["properties"]
+    assert bucket["kms_key_name"]["title"] == "Cloud KMS key name"
+    assert bucket["chunk_size"]["title"] == "Upload chunk size (bytes)"
+
+
+# -- prefect-gcp blocks are refused ---------------------------------------------------------
+
+
+def _prefect_gcp(name: str, module: str) -> object:
+    """A stand-in for a prefect-gcp block, told apart by its module (prefect-gcp itself pulls
+    in another boto3 and the Google API client)."""
+    return type(name, (), {"__module__": module, "service_account_info": {"private_key": "pk"}})()
+
+
+def test_prefect_gcp_credentials_refused_by_gcs_bucket_with_the_mapping() -> None:
+    with pytest.raises(ConfigError) as caught:
+        GcsBucket(bucket="b", credentials=_prefect_gcp("GcpCredentials", "prefect_gcp.credentials"))
+    message = str(caught.value)
+    assert message.startswith(
+        "GcsBucket(credentials=...) got a prefect-gcp block (prefect_gcp.GcpCredentials); "
+        "flowport's blocks do not take prefect-gcp blocks. Use flowport_gcs.GcpCredentials"
+    )
+    assert "service_account_info -> service_account_info" in message
+    assert "'pk'" not in message and "validation error" not in message
+
+
+def test_prefect_gcp_bucket_refused_by_the_tasks() -> None:
+    from flowport_gcs import exists
+
+    bucket = _prefect_gcp("GcsBucket", "prefect_gcp.cloud_storage")
+    with pytest.raises(ConfigError) as caught:
+        exists.fn(bucket, "key")
+    message = str(caught.value)
+    assert "exists(bucket=...) got a prefect-gcp block (prefect_gcp.GcsBucket)" in message
+    assert "gcp_credentials -> credentials" in message and "bucket_folder -> prefix" in message

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import base64
 import pickle
+import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -177,3 +180,85 @@ def test_model_copy_with_other_settings_gets_its_own_client() -> None:
     rotated = bucket.credentials.model_copy(update={"aws_secret_access_key": SecretStr("x" * 40)})
     assert rotated.fingerprint() != bucket.credentials.fingerprint()
     assert bucket.client() is first
+
+
+# -- Prefect's block catalog ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block", [AwsCredentials, S3Bucket])
+def test_catalog_entry_is_complete(block: type) -> None:
+    from flowport.blocks import DOCS_URL, catalog_problems, code_example_source
+
+    assert catalog_problems(block) == []
+    assert str(block._logo_url) == f"{DOCS_URL}logos/flowport_s3.svg"  # type: ignore[attr-defined]
+    assert str(block._documentation_url) == f"{DOCS_URL}connectors/s3/"  # type: ignore[attr-defined]
+    assert "pip install flowport-s3" in block.get_description()  # type: ignore[attr-defined]
+    source = code_example_source(block)
+    assert f"{block.__name__}.load(" in source
+    ast.parse(source)
+
+
+def test_logo_is_a_valid_svg_data_url() -> None:
+    from flowport.blocks import logo_data_url
+
+    url = logo_data_url("flowport_s3")
+    assert url.startswith("data:image/svg+xml;base64,")
+    root = ET.fromstring(base64.b64decode(url.split(",", 1)[1]))
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert "S3" in "".join(root.itertext())
+
+
+def test_field_titles_are_human() -> None:
+    titles = {name: f.title for name, f in AwsCredentials.model_fields.items()}
+    assert titles["aws_access_key_id"] == "AWS access key ID"
+    assert titles["aws_secret_access_key"] == "AWS secret access key"
+    assert titles["endpoint_url"] == "S3 endpoint URL"
+    assert titles["verify_tls"] == "Verify TLS certificates"
+    assert S3Bucket.model_fields["ssekms_key_id"].title == "SSE-KMS key ID"
+    schema = S3Bucket.model_json_schema()
+    assert schema["properties"]["prefix"]["title"] == "Key prefix"
+
+
+# -- prefect-aws blocks are refused ---------------------------------------------------------
+
+
+def _prefect_aws(name: str, module: str = "prefect_aws.credentials") -> Any:
+    """A stand-in for a prefect-aws block (told apart by its module): prefect-aws itself would
+    downgrade boto3 in the test environment."""
+    return type(name, (), {"__module__": module, "aws_secret_access_key": SECRET})()
+
+
+def test_prefect_aws_credentials_refused_by_s3_bucket_with_the_mapping() -> None:
+    with pytest.raises(ConfigError) as caught:
+        S3Bucket(bucket_name="raw-events", credentials=_prefect_aws("AwsCredentials"))
+    message = str(caught.value)
+    assert message.startswith(
+        "S3Bucket(credentials=...) got a prefect-aws block (prefect_aws.AwsCredentials); "
+        "flowport's blocks do not take prefect-aws blocks. Use flowport_s3.AwsCredentials"
+    )
+    for pair in (
+        "aws_access_key_id -> aws_access_key_id",
+        "assume_role_arn -> role_arn",
+        "aws_client_parameters.endpoint_url -> endpoint_url",
+        "aws_client_parameters.verify -> verify_tls",
+    ):
+        assert pair in message
+    assert "migration/" in message
+    assert SECRET not in message
+    assert "validation error" not in message  # not a pydantic dump
+
+
+def test_prefect_aws_minio_credentials_refused_too() -> None:
+    with pytest.raises(ConfigError, match=r"prefect_aws\.MinIOCredentials.*minio_root_user"):
+        S3Bucket(bucket_name="raw-events", credentials=_prefect_aws("MinIOCredentials"))
+
+
+def test_prefect_aws_bucket_refused_by_the_tasks() -> None:
+    from flowport_s3 import upload_bytes
+
+    bucket = _prefect_aws("S3Bucket", module="prefect_aws.s3")
+    with pytest.raises(ConfigError) as caught:
+        upload_bytes.fn(bucket, b"data", "key")
+    message = str(caught.value)
+    assert "upload_bytes(bucket=...) got a prefect-aws block (prefect_aws.S3Bucket)" in message
+    assert "flowport_s3.S3Bucket" in message and "bucket_folder -> prefix" in message

@@ -1,9 +1,13 @@
-"""SqlDatabase: URL or parts, the password never shown, lazy engine, pickling."""
+"""SqlDatabase: URL or parts, the password never shown, lazy engine, pickling; its catalog
+entry; prefect-sqlalchemy blocks refused."""
 
 from __future__ import annotations
 
+import ast
+import base64
 import logging
 import pickle
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from uuid import uuid4
 
@@ -203,3 +207,108 @@ def test_block_saved_from_python_keeps_the_url_without_password() -> None:
     loaded = SqlDatabase.load(name)
     assert loaded.url == "postgresql+psycopg://alice@db.example/app"
     assert loaded.password is not None and loaded.password.get_secret_value() == PW
+
+
+# -- Prefect's block catalog ----------------------------------------------------------------
+
+
+def test_catalog_entry_is_complete() -> None:
+    from flowport.blocks import DOCS_URL, catalog_problems, code_example_source
+
+    assert catalog_problems(SqlDatabase) == []
+    assert str(SqlDatabase._logo_url) == f"{DOCS_URL}logos/flowport_sql.svg"
+    assert str(SqlDatabase._documentation_url) == f"{DOCS_URL}connectors/sql/"
+    description = SqlDatabase.get_description() or ""
+    assert "pip install 'flowport-sql[postgres]'" in description
+    source = code_example_source(SqlDatabase)
+    assert 'SqlDatabase.load("warehouse")' in source
+    ast.parse(source)
+
+
+def test_logo_is_a_valid_svg_data_url() -> None:
+    from flowport.blocks import logo_data_url
+
+    url = logo_data_url("flowport_sql")
+    assert url.startswith("data:image/svg+xml;base64,")
+    root = ET.fromstring(base64.b64decode(url.split(",", 1)[1]))
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert "SQL" in "".join(root.itertext())
+
+
+def test_field_titles_are_human_and_the_schema_keeps_its_secret_fields() -> None:
+    schema = SqlDatabase.model_json_schema()
+    titles = {name: prop["title"] for name, prop in schema["properties"].items()}
+    assert titles["url"] == "SQLAlchemy URL (without password)"
+    assert titles["drivername"] == "Dialect and driver"
+    assert titles["connect_args"] == "DBAPI connect() arguments"
+    assert titles["pool_pre_ping"] == "Test connections before use"
+    assert titles["pool_size"] == "Pool size"
+    assert set(schema["secret_fields"]) == {"password", "url"}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_catalog_entry_reaches_prefects_server() -> None:
+    """What the block catalog page reads: logo, documentation link, description, code example
+    and the human titles in the stored schema."""
+    from prefect.client.orchestration import get_client
+
+    SqlDatabase.register_type_and_schema()
+    with get_client(sync_client=True) as client:
+        block_type = client.read_block_type_by_slug("flowport-sql-database")
+        schema = client.get_most_recent_block_schema_for_block_type(block_type.id)
+    assert str(block_type.logo_url) == str(SqlDatabase._logo_url)
+    assert str(block_type.documentation_url) == str(SqlDatabase._documentation_url)
+    assert "pip install" in (block_type.description or "")
+    assert 'SqlDatabase.load("warehouse")' in (block_type.code_example or "")
+    assert schema is not None
+    assert schema.fields["properties"]["drivername"]["title"] == "Dialect and driver"
+
+
+# -- prefect-sqlalchemy blocks are refused --------------------------------------------------
+
+
+def _connector() -> object:
+    """A real prefect-sqlalchemy block (prefect-sqlalchemy is a test requirement only)."""
+    from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector, SyncDriver
+
+    return SqlAlchemyConnector(
+        connection_info=ConnectionComponents(
+            driver=SyncDriver.POSTGRESQL_PSYCOPG2,
+            username="alice",
+            password=PW,
+            host="db.example",
+            port=5432,
+            database="app",
+        )
+    )
+
+
+def test_prefect_sqlalchemy_connector_refused_by_the_tasks_with_the_mapping() -> None:
+    with pytest.raises(ConfigError) as caught:
+        execute.fn(_connector(), "SELECT 1")  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert message.startswith(
+        "execute(database=...) got a prefect-sqlalchemy block "
+        "(prefect_sqlalchemy.SqlAlchemyConnector); flowport's blocks do not take "
+        "prefect-sqlalchemy blocks. Use flowport_sql.SqlDatabase"
+    )
+    assert "connection_info.driver -> drivername" in message
+    assert "connect_args -> connect_args" in message
+    assert PW not in message
+
+
+def test_prefect_sqlalchemy_connector_refused_as_a_sql_database() -> None:
+    with pytest.raises(ConfigError, match=r"^SqlDatabase got a prefect-sqlalchemy block") as caught:
+        SqlDatabase.model_validate(_connector())
+    assert PW not in str(caught.value)
+
+
+def test_old_prefect_sqlalchemy_database_credentials_refused() -> None:
+    """``DatabaseCredentials`` is gone from prefect-sqlalchemy 0.6; a stand-in of an older
+    release's class (told apart by its module) is refused with its own mapping."""
+    old = type("DatabaseCredentials", (), {"__module__": "prefect_sqlalchemy.credentials"})()
+    with pytest.raises(ConfigError) as caught:
+        fetch_one.fn(old, "SELECT 1")
+    message = str(caught.value)
+    assert "(prefect_sqlalchemy.DatabaseCredentials)" in message
+    assert "driver -> drivername" in message and "url -> url" in message

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from flowport.blocks import LazyClients
+from flowport.blocks import (
+    BLOCK_CONFIG,
+    LazyClients,
+    docs_url,
+    install_hint,
+    logo_url,
+    refuse_foreign,
+    replaces,
+)
 from flowport.errors import AuthError, ConfigError
 from flowport.retry import Retrier
 from flowport.secrets import reveal
@@ -24,34 +32,71 @@ SCOPES = ("https://www.googleapis.com/auth/devstorage.full_control",)
 CHUNK_GRANULARITY = 256 * 1024
 
 
+@replaces(
+    "prefect_gcp.GcpCredentials",
+    {
+        "service_account_info": "service_account_info (the key JSON as one string)",
+        "service_account_file": "service_account_file",
+        "project": "project",
+    },
+)
 class GcpCredentials(LazyClients, Block):
     """How to authenticate to Google Cloud: a service-account key (as a secret or a file),
     application default credentials (nothing set), or anonymous access to an emulator."""
 
     _block_type_slug = "flowport-gcp-credentials"
     _block_type_name = "Flowport GCP Credentials"
-    _description = "Google Cloud credentials for flowport's GCS connector."
+    _logo_url = logo_url("flowport_gcs")
+    _documentation_url = docs_url("connectors/gcs/")
+    _description = (
+        "Google Cloud credentials (service-account key, application default credentials, or "
+        f"anonymous for an emulator) for flowport's GCS tasks. {install_hint('flowport-gcs')}"
+    )
+    _code_example = """
+    ```python
+    from pathlib import Path
+
+    from flowport_gcs import GcpCredentials
+
+    key = Path("service-account.json").read_text()
+    GcpCredentials(service_account_info=key, project="my-project").save("prod-gcp")
+
+    credentials = GcpCredentials.load("prod-gcp")
+    ```
+    """
+
+    model_config = BLOCK_CONFIG
 
     service_account_info: SecretStr | None = Field(
         default=None,
+        title="Service-account key (JSON)",
         description="The service-account key JSON (kept secret). Also signs v4 URLs.",
     )
     service_account_file: str | None = Field(
-        default=None, description="Path to a service-account key JSON file."
+        default=None,
+        title="Service-account key file",
+        description="Path to a service-account key JSON file.",
     )
     anonymous: bool = Field(
         default=False,
+        title="Anonymous access",
         description="Send requests without credentials (emulators, public buckets). A "
         "service-account key given as well is then used only to sign URLs.",
     )
     endpoint: str | None = Field(
         default=None,
+        title="API endpoint URL",
         description="API endpoint, e.g. http://127.0.0.1:4443 for fake-gcs-server "
         "(default: Google's).",
     )
-    project: str | None = Field(default=None, description="Project id (default: from the key).")
+    project: str | None = Field(
+        default=None, title="Project ID", description="Project id (default: from the key)."
+    )
     timeout: float = Field(
-        default=120.0, gt=0, description="Seconds to wait for a connection or a response."
+        default=120.0,
+        gt=0,
+        title="Timeout (s)",
+        description="Seconds to wait for a connection or a response.",
     )
 
     @model_validator(mode="after")
@@ -208,6 +253,14 @@ def _check_csek(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+@replaces(
+    "prefect_gcp.GcsBucket",
+    {
+        "bucket": "bucket",
+        "bucket_folder": "prefix",
+        "gcp_credentials": "credentials (a flowport_gcs.GcpCredentials)",
+    },
+)
 class GcsBucket(Block):
     """A GCS bucket (and optional key prefix) plus how to transfer to it.
 
@@ -217,21 +270,50 @@ class GcsBucket(Block):
 
     _block_type_slug = "flowport-gcs-bucket"
     _block_type_name = "Flowport GCS Bucket"
-    _description = "A GCS bucket for flowport's tasks (resumable, retried transfers)."
+    _logo_url = logo_url("flowport_gcs")
+    _documentation_url = docs_url("connectors/gcs/")
+    _description = (
+        "A Google Cloud Storage bucket and key prefix for flowport's GCS tasks (resumable, "
+        f"retried transfers). {install_hint('flowport-gcs')}"
+    )
+    _code_example = """
+    ```python
+    from prefect import flow
 
-    bucket: str = Field(description="Bucket name.")
-    prefix: str = Field(default="", description="Key prefix every key is relative to.")
+    from flowport_gcs import GcpCredentials, GcsBucket, download_file, upload_file
+
+    GcsBucket(
+        bucket="raw-events", prefix="landing", credentials=GcpCredentials.load("prod-gcp")
+    ).save("raw-events")
+
+
+    @flow
+    def round_trip() -> None:
+        bucket = GcsBucket.load("raw-events")
+        upload_file(bucket, "events.parquet", "2026/11/events.parquet")
+        download_file(bucket, "2026/11/events.parquet", "copy.parquet")
+    ```
+    """
+
+    model_config = BLOCK_CONFIG
+
+    bucket: str = Field(title="Bucket name", description="Bucket name.")
+    prefix: str = Field(
+        default="", title="Key prefix", description="Key prefix every key is relative to."
+    )
     credentials: GcpCredentials = Field(
-        default_factory=GcpCredentials, description="How to authenticate."
+        default_factory=GcpCredentials, title="GCP credentials", description="How to authenticate."
     )
     chunk_size: int = Field(
         default=16 * 1024 * 1024,
+        title="Upload chunk size (bytes)",
         ge=CHUNK_GRANULARITY,
         description="Bytes per resumable-upload chunk (a multiple of 256 KiB): the unit that "
         "is retried after a transient failure. Two chunks are in memory per upload.",
     )
     simple_upload_limit: int = Field(
         default=8 * 1024 * 1024,
+        title="Single-request upload limit (bytes)",
         ge=0,
         description="Objects up to this size are written in one multipart request.",
     )
@@ -240,14 +322,18 @@ class GcsBucket(Block):
     )
     composite_threshold: int | None = Field(
         default=None,
+        title="Composite upload threshold (bytes)",
         description="Files at least this big are uploaded as parallel parts joined with "
         "compose (None: never). Composite objects have a crc32c but no md5.",
     )
     kms_key_name: str | None = Field(
-        default=None, description="Cloud KMS key (CMEK) for new objects."
+        default=None,
+        title="Cloud KMS key name",
+        description="Cloud KMS key (CMEK) for new objects.",
     )
     encryption_key: SecretStr | None = Field(
         default=None,
+        title="Customer-supplied encryption key",
         description="Customer-supplied AES-256 key (base64, kept secret) for reads and writes.",
     )
     storage_class: str | None = Field(
@@ -255,12 +341,21 @@ class GcsBucket(Block):
     )
     resume_check: Literal["auto", "status", "checksum"] = Field(
         default="auto",
+        title="Resume check",
         description="How a failed chunk learns what the session kept. 'status' asks the "
         "session (the GCS protocol). 'checksum' is for fake-gcs-server, which finalises an "
         "upload on a status query: it reads the crc32c the emulator reports for the bytes "
         "received so far and compares it with the data sent. 'auto': 'checksum' for anonymous "
         "access to a custom endpoint, else 'status'.",
     )
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _not_prefect_gcp(cls, value: Any) -> Any:
+        refuse_foreign(
+            value, where="GcsBucket(credentials=...)", expected="flowport_gcs.GcpCredentials"
+        )
+        return value
 
     @field_validator("encryption_key")
     @classmethod

@@ -14,7 +14,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator
 
-from flowport.blocks import LazyClients
+from flowport.blocks import BLOCK_CONFIG, LazyClients, docs_url, install_hint, logo_url
 from flowport.errors import ConfigError
 from flowport.secrets import reveal
 
@@ -82,10 +82,41 @@ class KafkaConnection(LazyClients, Block):
 
     _block_type_slug = "flowport-kafka-connection"
     _block_type_name = "Flowport Kafka Connection"
-    _description = "Apache Kafka brokers, security and client settings for flowport-kafka tasks."
+    _logo_url = logo_url("flowport_kafka")
+    _documentation_url = docs_url("connectors/kafka/")
+    _description = (
+        "Apache Kafka brokers, security and client settings for flowport's Kafka tasks "
+        f"(idempotent produce, consume with explicit commit). {install_hint('flowport-kafka')}"
+    )
+    _code_example = """
+    ```python
+    from prefect import flow
+
+    from flowport_kafka import KafkaConnection, commit, consume, produce
+
+    KafkaConnection(
+        bootstrap_servers="k1:9092,k2:9092",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="etl",
+        sasl_password="...",
+    ).save("events-cluster")
+
+
+    @flow
+    def relay() -> None:
+        kafka = KafkaConnection.load("events-cluster")
+        produce(kafka, "events", [{"id": 1}], value_serializer="json")
+        batch = consume(kafka, "events", group_id="loader", value_deserializer="json")
+        commit(kafka, batch)
+    ```
+    """
+
+    model_config = BLOCK_CONFIG
 
     bootstrap_servers: str = Field(
-        description="Comma-separated host:port list of brokers, e.g. 'k1:9092,k2:9092'."
+        title="Bootstrap servers",
+        description="Comma-separated host:port list of brokers, e.g. 'k1:9092,k2:9092'.",
     )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How clients talk to brokers."
@@ -93,23 +124,43 @@ class KafkaConnection(LazyClients, Block):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
         Field(default=None, description="SASL mechanism (with SASL_* protocols).")
     )
-    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_username: str | None = Field(
+        default=None, title="SASL user name", description="SASL user name."
+    )
     sasl_password: SecretStr | None = Field(
         default=None, description="SASL password (kept secret)."
     )
-    ssl_cafile: str | None = Field(default=None, description="CA bundle (PEM) to verify brokers.")
-    ssl_certfile: str | None = Field(default=None, description="Client certificate (PEM) for mTLS.")
-    ssl_keyfile: str | None = Field(default=None, description="Client private key (PEM) for mTLS.")
-    ssl_password: SecretStr | None = Field(default=None, description="Password of the key file.")
-    client_id: str = Field(
-        default="flowport", description="Client id the brokers see in logs/quotas."
+    ssl_cafile: str | None = Field(
+        default=None, title="SSL CA file", description="CA bundle (PEM) to verify brokers."
     )
-    request_timeout: float = Field(default=30.0, gt=0, description="Per-request timeout (s).")
+    ssl_certfile: str | None = Field(
+        default=None,
+        title="SSL client certificate file",
+        description="Client certificate (PEM) for mTLS.",
+    )
+    ssl_keyfile: str | None = Field(
+        default=None, title="SSL client key file", description="Client private key (PEM) for mTLS."
+    )
+    ssl_password: SecretStr | None = Field(
+        default=None, title="SSL key file password", description="Password of the key file."
+    )
+    client_id: str = Field(
+        default="flowport",
+        title="Client ID",
+        description="Client id the brokers see in logs/quotas.",
+    )
+    request_timeout: float = Field(
+        default=30.0, gt=0, title="Request timeout (s)", description="Per-request timeout (s)."
+    )
     bootstrap_timeout: float = Field(
-        default=30.0, gt=0, description="How long a new client tries to reach a broker (s)."
+        default=30.0,
+        gt=0,
+        title="Bootstrap timeout (s)",
+        description="How long a new client tries to reach a broker (s).",
     )
     extra_settings: dict[str, Any] = Field(
         default_factory=dict,
+        title="Extra kafka-python settings",
         description="More kafka-python settings (linger_ms, compression_type, "
         "max_poll_interval_ms, ...); each goes to the clients that know it. Unknown keys "
         "are a ConfigError.",

@@ -17,7 +17,15 @@ from typing import Any, Literal
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator
 
-from flowport.blocks import LazyClients
+from flowport.blocks import (
+    BLOCK_CONFIG,
+    LazyClients,
+    docs_url,
+    install_hint,
+    logo_url,
+    refuse_foreign,
+    replaces,
+)
 from flowport.errors import ConfigError
 from flowport.keys import validate_prefix
 from flowport.secrets import reveal
@@ -54,6 +62,32 @@ def validate_bucket_name(name: str) -> str:
     return name
 
 
+@replaces(
+    "prefect_aws.AwsCredentials",
+    {
+        "aws_access_key_id": "aws_access_key_id",
+        "aws_secret_access_key": "aws_secret_access_key",
+        "aws_session_token": "aws_session_token",
+        "profile_name": "profile_name",
+        "region_name": "region_name",
+        "assume_role_arn": "role_arn",
+        "assume_role_kwargs.RoleSessionName": "role_session_name",
+        "assume_role_kwargs.DurationSeconds": "role_duration_seconds",
+        "assume_role_kwargs.ExternalId": "role_external_id",
+        "aws_client_parameters.endpoint_url": "endpoint_url",
+        "aws_client_parameters.verify": "verify_tls",
+        "aws_client_parameters.config['s3']['addressing_style']": "addressing_style",
+    },
+)
+@replaces(
+    "prefect_aws.MinIOCredentials",
+    {
+        "minio_root_user": "aws_access_key_id",
+        "minio_root_password": "aws_secret_access_key",
+        "region_name": "region_name",
+        "aws_client_parameters.endpoint_url": "endpoint_url (and addressing_style='path')",
+    },
+)
 class AwsCredentials(LazyClients, Block):
     """How to reach AWS (or any S3-compatible store) and authenticate.
 
@@ -64,7 +98,26 @@ class AwsCredentials(LazyClients, Block):
 
     _block_type_slug = "flowport-aws-credentials"
     _block_type_name = "Flowport AWS Credentials"
-    _description = "AWS credentials, region, assumed role and endpoint for flowport connectors."
+    _logo_url = logo_url("flowport_s3")
+    _documentation_url = docs_url("connectors/s3/")
+    _description = (
+        "AWS credentials, region, assumed role and endpoint (AWS or any S3-compatible store) "
+        f"for flowport's S3 tasks. {install_hint('flowport-s3')}"
+    )
+    _code_example = """
+    ```python
+    from flowport_s3 import AwsCredentials, S3Bucket
+
+    # Keys left empty: the default chain (environment, profile, instance role).
+    AwsCredentials(region_name="eu-west-1", role_arn="arn:aws:iam::123456789012:role/etl").save(
+        "prod-aws"
+    )
+
+    bucket = S3Bucket(bucket_name="raw-events", credentials=AwsCredentials.load("prod-aws"))
+    ```
+    """
+
+    model_config = BLOCK_CONFIG
 
     aws_access_key_id: SecretStr | None = Field(default=None, description="Access key id.")
     aws_secret_access_key: SecretStr | None = Field(
@@ -74,27 +127,44 @@ class AwsCredentials(LazyClients, Block):
         default=None, description="Session token of temporary credentials (kept secret)."
     )
     profile_name: str | None = Field(default=None, description="A profile of ~/.aws/config.")
-    region_name: str | None = Field(default=None, description="AWS region, e.g. eu-west-1.")
+    region_name: str | None = Field(
+        default=None, title="AWS region", description="AWS region, e.g. eu-west-1."
+    )
     role_arn: str | None = Field(
-        default=None, description="Role to assume; its credentials refresh before expiry."
+        default=None,
+        title="Role ARN to assume",
+        description="Role to assume; its credentials refresh before expiry.",
     )
     role_session_name: str = Field(default="flowport", description="Session name for the role.")
     role_external_id: SecretStr | None = Field(
         default=None, description="External id the role's trust policy requires (kept secret)."
     )
     role_duration_seconds: int = Field(
-        default=3600, ge=900, le=43200, description="Lifetime of each assumed-role credential."
+        default=3600,
+        title="Role credential lifetime (s)",
+        ge=900,
+        le=43200,
+        description="Lifetime of each assumed-role credential.",
     )
     endpoint_url: str | None = Field(
         default=None,
+        title="S3 endpoint URL",
         description="S3 endpoint of an S3-compatible store (MinIO, Ceph, R2, versitygw, ...).",
     )
     addressing_style: Literal["auto", "path", "virtual"] = Field(
         default="auto", description="'path' for most S3-compatible stores; 'auto' for AWS."
     )
-    verify_tls: bool = Field(default=True, description="Verify the endpoint's TLS certificate.")
-    connect_timeout: float = Field(default=10.0, gt=0, description="Connect timeout (s).")
-    read_timeout: float = Field(default=60.0, gt=0, description="Socket read timeout (s).")
+    verify_tls: bool = Field(
+        default=True,
+        title="Verify TLS certificates",
+        description="Verify the endpoint's TLS certificate.",
+    )
+    connect_timeout: float = Field(
+        default=10.0, gt=0, title="Connect timeout (s)", description="Connect timeout (s)."
+    )
+    read_timeout: float = Field(
+        default=60.0, gt=0, title="Read timeout (s)", description="Socket read timeout (s)."
+    )
 
     def fingerprint(self) -> str:
         """A digest of every setting (secrets included): clients are cached under it, so a
@@ -188,20 +258,60 @@ class AwsCredentials(LazyClients, Block):
             )
 
 
+@replaces(
+    "prefect_aws.S3Bucket",
+    {
+        "bucket_name": "bucket_name",
+        "bucket_folder": "prefix",
+        "credentials": "credentials (a flowport_s3.AwsCredentials)",
+    },
+)
 class S3Bucket(LazyClients, Block):
     """An S3 bucket (and optional key prefix) plus how flowport writes to it."""
 
     _block_type_slug = "flowport-s3-bucket"
     _block_type_name = "Flowport S3 Bucket"
-    _description = "An S3 bucket, key prefix, transfer settings and write options for flowport."
+    _logo_url = logo_url("flowport_s3")
+    _documentation_url = docs_url("connectors/s3/")
+    _description = (
+        "An S3 bucket, key prefix, transfer settings and write options for flowport's S3 "
+        f"tasks (retried per request and per part). {install_hint('flowport-s3')}"
+    )
+    _code_example = """
+    ```python
+    from prefect import flow
+
+    from flowport_s3 import AwsCredentials, S3Bucket, download_file, upload_file
+
+    S3Bucket(
+        bucket_name="raw-events",
+        prefix="landing",
+        credentials=AwsCredentials(region_name="eu-west-1"),
+    ).save("raw-events")
+
+
+    @flow
+    def round_trip() -> None:
+        bucket = S3Bucket.load("raw-events")
+        upload_file(bucket, "events.parquet", "2026/11/events.parquet")
+        download_file(bucket, "2026/11/events.parquet", "copy.parquet")
+    ```
+    """
+
+    model_config = BLOCK_CONFIG
 
     bucket_name: str = Field(description="Name of the bucket.")
     credentials: AwsCredentials = Field(
-        default_factory=AwsCredentials, description="Credentials, region and endpoint."
+        default_factory=AwsCredentials,
+        title="AWS credentials",
+        description="Credentials, region and endpoint.",
     )
-    prefix: str = Field(default="", description="Key prefix every key is relative to.")
+    prefix: str = Field(
+        default="", title="Key prefix", description="Key prefix every key is relative to."
+    )
     part_size: int = Field(
         default=8 * MiB,
+        title="Part size (bytes)",
         ge=5 * MiB,
         le=5 * GiB,
         description="Multipart part size (bytes); objects up to one part are a single PUT.",
@@ -226,16 +336,29 @@ class S3Bucket(LazyClients, Block):
         ),
     )
     server_side_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse"] | None = Field(
-        default=None, description="Server-side encryption of written objects."
+        default=None,
+        title="Server-side encryption",
+        description="Server-side encryption of written objects.",
     )
-    ssekms_key_id: str | None = Field(default=None, description="KMS key for aws:kms encryption.")
+    ssekms_key_id: str | None = Field(
+        default=None, title="SSE-KMS key ID", description="KMS key for aws:kms encryption."
+    )
     storage_class: str | None = Field(
         default=None, description="Storage class of written objects (STANDARD, STANDARD_IA, ...)."
     )
     extra_put_args: dict[str, Any] = Field(
         default_factory=dict,
+        title="Extra PutObject arguments",
         description="More PutObject / CreateMultipartUpload arguments (ContentType, Metadata).",
     )
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _not_prefect_aws(cls, value: Any) -> Any:
+        refuse_foreign(
+            value, where="S3Bucket(credentials=...)", expected="flowport_s3.AwsCredentials"
+        )
+        return value
 
     @field_validator("bucket_name")
     @classmethod

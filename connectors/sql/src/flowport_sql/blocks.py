@@ -23,7 +23,14 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 from sqlalchemy import URL, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from flowport.blocks import LazyClients
+from flowport.blocks import (
+    LazyClients,
+    docs_url,
+    field_title,
+    logo_url,
+    refuse_foreign,
+    replaces,
+)
 from flowport.errors import ConfigError
 from flowport.secrets import reveal
 
@@ -97,6 +104,42 @@ def _schema_extra(schema: dict[str, Any], model: type[Block]) -> None:
     schema["secret_fields"] = [*schema["secret_fields"], "url"]
 
 
+_CONNECTOR_FIELDS = {
+    "connection_info.driver": "drivername",
+    "connection_info.username": "username",
+    "connection_info.password": "password",
+    "connection_info.host": "host",
+    "connection_info.port": "port",
+    "connection_info.database": "database",
+    "connection_info.query": "query",
+    "connection_info (a URL)": "url, with its password in password",
+    "connect_args": "connect_args",
+    "fetch_size": "the size argument of fetch_many / stream_query",
+}
+
+
+@replaces("prefect_sqlalchemy.SqlAlchemyConnector", _CONNECTOR_FIELDS)
+@replaces(
+    "prefect_sqlalchemy.AsyncSqlAlchemyConnector",
+    {
+        **_CONNECTOR_FIELDS,
+        "connection_info.driver": "drivername (a sync driver: postgresql+psycopg)",
+    },
+)
+@replaces(
+    "prefect_sqlalchemy.DatabaseCredentials",
+    {
+        "driver": "drivername",
+        "username": "username",
+        "password": "password",
+        "host": "host",
+        "port": "port",
+        "database": "database",
+        "query": "query",
+        "url": "url, with its password in password",
+        "connect_args": "connect_args",
+    },
+)
 class SqlDatabase(LazyClients, Block):
     """A SQL database reached through SQLAlchemy 2: a URL or its parts, pool settings and
     driver ``connect_args``. SQLite (the default, in memory) needs no extra package;
@@ -104,12 +147,37 @@ class SqlDatabase(LazyClients, Block):
 
     _block_type_slug = "flowport-sql-database"
     _block_type_name = "Flowport SQL Database"
-    _description = "A SQL database (PostgreSQL, MariaDB/MySQL, SQLite) for flowport's SQL tasks."
+    _logo_url = logo_url("flowport_sql")
+    _documentation_url = docs_url("connectors/sql/")
+    _description = (
+        "A SQL database (PostgreSQL, MariaDB/MySQL, SQLite) for flowport's SQL tasks. Install: "
+        "`pip install 'flowport-sql[postgres]'` (psycopg 3) or `'flowport-sql[mysql]'` "
+        "(PyMySQL); SQLite needs no extra."
+    )
+    _code_example = """
+    ```python
+    from prefect import flow
 
-    model_config = ConfigDict(json_schema_extra=_schema_extra)
+    from flowport_sql import SqlDatabase, bulk_insert, fetch_all
+
+    SqlDatabase(
+        url="postgresql+psycopg://etl@db.internal:5432/warehouse", password="..."
+    ).save("warehouse")
+
+
+    @flow
+    def load(rows: list[dict]) -> list:
+        db = SqlDatabase.load("warehouse")
+        bulk_insert(db, "events", rows)
+        return fetch_all(db, "SELECT count(*) AS n FROM events")
+    ```
+    """
+
+    model_config = ConfigDict(json_schema_extra=_schema_extra, field_title_generator=field_title)
 
     url: str | None = Field(
         default=None,
+        title="SQLAlchemy URL (without password)",
         # In the schema only (what the UI's form checks): in Python the validator below has
         # already moved any password out, so there is nothing left to refuse.
         json_schema_extra={"pattern": URL_PATTERN},
@@ -121,6 +189,7 @@ class SqlDatabase(LazyClients, Block):
     )
     drivername: str = Field(
         default="sqlite",
+        title="Dialect and driver",
         description="Dialect and driver, e.g. postgresql+psycopg, mysql+pymysql, sqlite.",
     )
     username: str | None = Field(default=None, description="User name.")
@@ -131,7 +200,9 @@ class SqlDatabase(LazyClients, Block):
         default=None, description="Database name (SQLite: file path; empty: in memory)."
     )
     query: dict[str, str] = Field(
-        default_factory=dict, description="Extra URL query parameters (driver options)."
+        default_factory=dict,
+        title="URL query parameters",
+        description="Extra URL query parameters (driver options).",
     )
     pool_size: int = Field(default=5, ge=1, description="Connections kept open in the pool.")
     max_overflow: int = Field(
@@ -139,26 +210,39 @@ class SqlDatabase(LazyClients, Block):
     )
     pool_recycle: int = Field(
         default=1800,
+        title="Pool recycle (s)",
         description="Replace pooled connections older than this many seconds (-1: never).",
     )
     pool_pre_ping: bool = Field(
-        default=True, description="Test a pooled connection before use (drops dead ones)."
+        default=True,
+        title="Test connections before use",
+        description="Test a pooled connection before use (drops dead ones).",
     )
     pool_timeout: float = Field(
-        default=30.0, gt=0, description="Seconds to wait for a free pooled connection."
+        default=30.0,
+        gt=0,
+        title="Pool timeout (s)",
+        description="Seconds to wait for a free pooled connection.",
     )
     connect_timeout: int = Field(
-        default=10, ge=1, description="Seconds to wait for a new connection (or SQLite lock)."
+        default=10,
+        ge=1,
+        title="Connect timeout (s)",
+        description="Seconds to wait for a new connection (or SQLite lock).",
     )
     connect_args: dict[str, Any] = Field(
         default_factory=dict,
+        title="DBAPI connect() arguments",
         description="Extra keyword arguments for the DBAPI connect() call (not secret).",
     )
-    echo: bool = Field(default=False, description="Log every statement (SQLAlchemy echo).")
+    echo: bool = Field(
+        default=False, title="Log statements", description="Log every statement (SQLAlchemy echo)."
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _password_out_of_url(cls, data: Any) -> Any:
+        refuse_foreign(data, where="SqlDatabase", expected="flowport_sql.SqlDatabase")
         if isinstance(data, dict) and isinstance(data.get("url"), str):
             url, embedded = _split_password(data["url"])
             data = {**data, "url": url}
