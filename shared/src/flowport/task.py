@@ -28,6 +28,7 @@ from prefect.utilities.annotations import opaque
 from pydantic import BaseModel
 from typing_extensions import ParamSpec, Self
 
+from flowport.blocks import refuse_foreign_arguments
 from flowport.errors import is_permanent
 from flowport.lineage import Lineage, report
 from flowport.plugins import hook
@@ -184,6 +185,7 @@ class RetryingTask(abc.ABC):
     ) -> tuple[inspect.BoundArguments, contextvars.Token[Retrier | None], float]:
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
+        refuse_foreign_arguments(self.name, self.signature, bound.arguments)
         policy = bound.arguments.pop("retry_policy", None) or self.retry_policy
         relay = hook()
         policy = relay.flowport_retry_policy(task_name=self.name, policy=policy) or policy
