@@ -25,6 +25,7 @@ from flowport.errors import DeliveryError, FlowportError, InvalidInput, NotFound
 from flowport.progress import Progress
 from flowport.task import RetryingTask
 from flowport_kafka import errors, queue
+from flowport_kafka import lineage as kafka_lineage
 from flowport_kafka.blocks import KafkaConnection
 from flowport_kafka.queue import (
     Batch,
@@ -102,6 +103,8 @@ class Produce(KafkaTask):
     which (never a silent drop). Idempotent producer, ``acks=all``. No payload hashing
     (``cache_policy=NO_CACHE``).
     """
+
+    lineage = kafka_lineage.produce_lineage
 
     def run(
         self,
@@ -189,6 +192,8 @@ class Consume(KafkaTask):
     newer messages. ``auto_commit=True`` commits the batch before returning it: at-most-once.
     No payload hashing (``cache_policy=NO_CACHE``).
     """
+
+    lineage = kafka_lineage.consume_lineage
 
     def run(
         self,
@@ -328,6 +333,8 @@ class ConsumeInto(KafkaTask):
     raises stops the loop with nothing more committed: those messages come again next run
     (at-least-once). Shows a progress bar for long loops. No payload hashing.
     """
+
+    lineage = kafka_lineage.consume_lineage
 
     def run(
         self,

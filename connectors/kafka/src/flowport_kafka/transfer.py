@@ -30,10 +30,12 @@ from kafka import TopicPartition
 from flowport.artifacts import summarise
 from flowport.errors import InvalidInput
 from flowport.formats import _pyarrow
+from flowport.lineage import endpoint_uris
 from flowport.progress import run_logger
 from flowport.store import ObjectStore
 from flowport.transfer import Extract, StoreSink, TransferResult, transfer
 from flowport_kafka import errors, queue
+from flowport_kafka import lineage as kafka_lineage
 from flowport_kafka.blocks import KafkaConnection
 from flowport_kafka.queue import Reader
 from flowport_kafka.tasks import KafkaTask, _check_member, _topics, consume
@@ -396,6 +398,8 @@ class ConsumeToStore(KafkaTask):
     parallel member its own. Each batch is retried whole on transient errors.
     """
 
+    lineage = kafka_lineage.consume_to_store_lineage
+
     def run(
         self,
         connection: KafkaConnection,
@@ -538,5 +542,7 @@ class _Recording:
 
         return Extract(extract.batches, extract.lower, extract.upper, extract.label, commit)
 
+
+endpoint_uris.register(KafkaSource, kafka_lineage.source_uris)
 
 consume_to_store = ConsumeToStore()

@@ -1,0 +1,191 @@
+"""Lineage on real servers, read back from a real Prefect server's events API: SQL -> S3
+(``export_query`` and ``run_transfer``) materializes the S3 key with the PostgreSQL table as
+its upstream asset; S3 -> PostgreSQL the reverse; a table read by ``fetch_all`` is upstream of
+what a later task materializes from its rows; Kafka topics with their offsets. No user name,
+password or access secret appears in any asset event."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prefect import flow
+from prefect.assets import materialize
+
+from flowport.lineage import asset_key
+from flowport.store import ObjectStore
+from flowport.transfer import StoreSink, StoreSource
+from flowport.transfer_tasks import run_transfer
+from flowport_kafka import KafkaConnection, consume_to_store, create_topics, produce
+from flowport_s3 import AwsCredentials, S3Bucket, S3Store
+from flowport_sql import SqlDatabase, SqlQuerySource, SqlTableSink, execute, export_query, fetch_all
+from tests.core.unit.test_lineage import asset_events, related_assets
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+PASSWORD = f"Lineage-Pw-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def role(postgres: Any) -> str:
+    """A PostgreSQL role with a password found nowhere else, to look for in the events."""
+    name = f"lineage_{uuid.uuid4().hex[:8]}"
+    admin = SqlDatabase(url=postgres.sqlalchemy_url)
+    execute.fn(admin, f"CREATE ROLE {name} LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
+    admin.dispose()
+    return name
+
+
+@pytest.fixture
+def pg(postgres: Any, role: str) -> Iterator[SqlDatabase]:
+    url = f"postgresql+psycopg://{role}:{PASSWORD}@{postgres.host}:{postgres.port}/"
+    db = SqlDatabase(url=url + postgres.database)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def s3(s3_server: Any) -> tuple[str, ObjectStore]:
+    name = f"lin-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=name)
+    creds = AwsCredentials(
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+        region_name=s3_server.region,
+        endpoint_url=s3_server.endpoint_url,
+        addressing_style="path",
+    )
+    return name, S3Store(S3Bucket(bucket_name=name, credentials=creds))
+
+
+def _orders(db: SqlDatabase, rows: int = 250) -> str:
+    table = f"orders_{uuid.uuid4().hex[:8]}"
+    execute.fn(db, f"CREATE TABLE {table} (id bigint PRIMARY KEY, total numeric(10,2))")
+    execute.fn(db, f"INSERT INTO {table} SELECT g, g * 1.5 FROM generate_series(1, {rows}) g")
+    return table
+
+
+def _table_key(postgres: Any, table: str) -> str:
+    return f"postgresql://{postgres.host}:{postgres.port}/{postgres.database}/public.{table}"
+
+
+def _no_secrets(events: list[dict[str, Any]], role: str, s3_server: Any) -> None:
+    text = json.dumps(events)
+    for secret in (PASSWORD, role, s3_server.secret_key, s3_server.access_key):
+        assert secret not in text
+
+
+def test_export_query_to_s3_materializes_the_key_with_the_table_upstream(
+    pg: SqlDatabase, postgres: Any, role: str, s3: tuple[str, ObjectStore], s3_server: Any
+) -> None:
+    bucket, store = s3
+    table = _orders(pg)
+
+    @flow
+    def export() -> Any:
+        return export_query(pg, f"SELECT id, total FROM {table} ORDER BY id", store, "o.csv")
+
+    exported = export()
+    (event,) = asset_events(f"s3://{bucket}/o.csv")
+    assert event["event"] == "prefect.asset.materialization.succeeded"
+    assert related_assets(event) == {_table_key(postgres, table)}
+    assert event["payload"]["rows"] == 250 == exported.rows
+    assert event["payload"]["bytes"] == exported.size == len(store.get_bytes("o.csv"))
+    (referenced,) = asset_events(_table_key(postgres, table))
+    assert referenced["event"] == "prefect.asset.referenced"
+    _no_secrets([event, referenced], role, s3_server)
+
+
+def test_run_transfer_sql_to_s3_materializes_the_prefix_each_run(
+    pg: SqlDatabase, postgres: Any, role: str, s3: tuple[str, ObjectStore], s3_server: Any
+) -> None:
+    bucket, store = s3
+    table = _orders(pg, 100)
+
+    @flow
+    def move() -> Any:
+        source = SqlQuerySource(pg, table=table, cursor="id")
+        return run_transfer(source, StoreSink(store, "lake/orders"), "orders")
+
+    first = move()
+    execute.fn(pg, f"INSERT INTO {table} SELECT g, 1 FROM generate_series(101, 130) g")
+    second = move()
+    events = asset_events(f"s3://{bucket}/lake/orders", count=2)
+    assert [e["event"] for e in events] == ["prefect.asset.materialization.succeeded"] * 2
+    assert [related_assets(e) for e in events] == [{_table_key(postgres, table)}] * 2
+    assert [e["payload"]["rows"] for e in events] == [first.rows, second.rows] == [100, 30]
+    assert [e["payload"]["to"] for e in events] == ["100", "130"]
+    _no_secrets(events, role, s3_server)
+
+
+def test_run_transfer_s3_to_postgres_materializes_the_table_with_the_objects_upstream(
+    pg: SqlDatabase, postgres: Any, role: str, s3: tuple[str, ObjectStore], s3_server: Any
+) -> None:
+    bucket, store = s3
+    table = _orders(pg, 40)
+    target = f"copy_{uuid.uuid4().hex[:8]}"
+
+    @flow
+    def round_trip() -> Any:
+        run_transfer(SqlQuerySource(pg, table=table), StoreSink(store, "in"), "seed")
+        return run_transfer(StoreSource(store, "in"), SqlTableSink(pg, target), "load")
+
+    loaded = round_trip()
+    (event,) = asset_events(_table_key(postgres, target))
+    assert event["event"] == "prefect.asset.materialization.succeeded"
+    assert related_assets(event) == {f"s3://{bucket}/in"}
+    assert event["payload"]["rows"] == 40 == loaded.rows
+    assert fetch_all.fn(pg, f"SELECT count(*) AS n FROM {target}")[0]["n"] == 40
+    _no_secrets([event], role, s3_server)
+
+
+def test_a_table_read_by_fetch_all_is_upstream_of_what_a_later_task_materializes(
+    pg: SqlDatabase, postgres: Any, role: str, s3: tuple[str, ObjectStore], s3_server: Any
+) -> None:
+    bucket, store = s3
+    table = _orders(pg, 10)
+    report = f"s3://{bucket}/reports/total.txt"
+
+    @materialize(report)
+    def write_total(rows: list[dict[str, Any]]) -> None:
+        store.put_bytes(str(sum(r["total"] for r in rows)).encode(), "reports/total.txt")
+
+    @flow
+    def totals() -> None:
+        write_total(fetch_all(pg, f"SELECT total FROM {table}"))
+
+    totals()
+    (event,) = asset_events(report)
+    assert event["event"] == "prefect.asset.materialization.succeeded"
+    assert related_assets(event) == {_table_key(postgres, table)}
+    assert store.get_bytes("reports/total.txt") == b"82.50"
+    _no_secrets([event], role, s3_server)
+
+
+def test_kafka_produce_and_consume_to_store_report_topics_and_offsets(
+    kafka: Any, s3: tuple[str, ObjectStore]
+) -> None:
+    bucket, store = s3
+    topic = f"lineage-{uuid.uuid4().hex[:8]}"
+    connection = KafkaConnection(bootstrap_servers=kafka.bootstrap_servers)
+    create_topics.fn(connection, topic, partitions=2)
+
+    @flow
+    def stream() -> Any:
+        produce(connection, topic, [f"m{i}".encode() for i in range(20)])
+        return consume_to_store(connection, topic, f"g-{topic}", store, prefix="raw")
+
+    moved = stream()
+    topic_key = asset_key(f"kafka://{kafka.bootstrap_servers}/{topic}")
+    (produced,) = asset_events(topic_key)
+    assert produced["event"] == "prefect.asset.materialization.succeeded"
+    assert produced["payload"]["messages"] == 20
+    (landed,) = asset_events(f"s3://{bucket}/raw")
+    assert landed["event"] == "prefect.asset.materialization.succeeded"
+    assert related_assets(landed) == {topic_key}
+    assert landed["payload"]["messages"] == 20 == moved.messages
+    offsets = {f"{t}/{p}": o for (t, p), o in moved.committed.items()}
+    assert landed["payload"]["offsets"] == offsets and sum(offsets.values()) == 20
