@@ -12,7 +12,7 @@ from flowport import ObjectInfo, RetryPolicy
 from flowport_gcs import GcsBucket
 from flowport_kafka import KafkaConnection, consume, list_topics
 from flowport_s3 import S3Bucket, download_bytes, exists, upload_bytes, upload_file
-from flowport_sql import SqlDatabase, execute, fetch_all
+from flowport_sql import SqlDatabase, execute, fetch_all, stream_query
 
 
 @flow
@@ -31,6 +31,7 @@ def wrong() -> None:
     exists.fn(bucket, 1)  # expect-error: key is str
     renamed: ObjectInfo = upload_file.with_options(name="up")(bucket, "p", 3)  # expect-error
     rows: list[int] = fetch_all(db, "SELECT 1", as_dicts="yes")  # expect-error: bool
+    stream_query(db, "SELECT 1", format="parquet")  # expect-error: "rows" or "arrow"
     # Per-call retry_policy= works at run time but is not part of run's signature;
     # the typed spelling is task.with_options(retry_policy=...).
     execute(db, "SELECT 1", retry_policy=RetryPolicy(attempts=2))  # expect-error

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from prefect import flow
 from prefect.futures import PrefectFuture, PrefectFutureList
 from typing_extensions import assert_type
@@ -110,6 +111,11 @@ def sql_tasks() -> None:
     first: list[Any] = fetch_many(db, "SELECT * FROM users ORDER BY id", size=100)
     everyone: list[Any] = fetch_all(other, "SELECT id, name FROM users", as_dicts=False)
     batches: Iterator[list[Any]] = stream_query(db, "SELECT * FROM events", batch_size=10_000)
+    assert_type(stream_query(db, "SELECT 1", as_dicts=False), Iterator[list[Any]])
+    arrow: Iterator[pa.RecordBatch] = stream_query(db, "SELECT * FROM events", format="arrow")
+    inserted_arrow: int = bulk_insert(db, "events", pa.table({"id": [1], "kind": ["a"]}))
+    parquet: Exported = export_query(db, "SELECT * FROM t", store, "t.parquet", format="parquet")
+    loaded_parquet: int = load_file(db, store, "t.parquet", "t_copy", format="parquet")
     inserted: int = bulk_insert(db, "events", [{"id": 1, "kind": "a"}], batch_size=50_000)
     inserted_tuples: int = bulk_insert(db, "events", [(1, "a")], columns=["id", "kind"])
     upserted: int = upsert(db, "users", [{"id": 7, "name": "Ada"}], key_columns=["id"])
@@ -135,6 +141,7 @@ def sql_tasks() -> None:
     renamed: list[int] = transaction.with_options(name="tx", tags=["nightly"])(db, ["SELECT 1"])
     print(changed, many, user, first, everyone, batches, inserted, inserted_tuples, upserted)
     print(upserted_some, counts, exported, loaded, pending, rows_later, direct, patient, renamed)
+    print(arrow, inserted_arrow, parquet, loaded_parquet)
 
 
 @flow
