@@ -9,23 +9,28 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect import flow
 from prefect.assets import materialize
 
-from flowport.lineage import asset_key
+from flowport.lineage import asset_key, file_uri
 from flowport.store import ObjectStore
 from flowport.transfer import StoreSink, StoreSource
 from flowport.transfer_tasks import run_transfer
+from flowport_gcs import GcpCredentials, GcsBucket
+from flowport_gcs import tasks as gcs_tasks
 from flowport_kafka import KafkaConnection, consume_to_store, create_topics, produce
 from flowport_s3 import AwsCredentials, S3Bucket, S3Store
+from flowport_s3 import tasks as s3_tasks
 from flowport_sql import SqlDatabase, SqlQuerySource, SqlTableSink, execute, export_query, fetch_all
 from tests.core.unit.test_lineage import asset_events, related_assets
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
+MATERIALIZED = "prefect.asset.materialization.succeeded"
 PASSWORD = f"Lineage-Pw-{uuid.uuid4().hex[:10]}"
 
 
@@ -48,7 +53,7 @@ def pg(postgres: Any, role: str) -> Iterator[SqlDatabase]:
 
 
 @pytest.fixture
-def s3(s3_server: Any) -> tuple[str, ObjectStore]:
+def s3_block(s3_server: Any) -> S3Bucket:
     name = f"lin-{uuid.uuid4().hex[:12]}"
     s3_server.client().create_bucket(Bucket=name)
     creds = AwsCredentials(
@@ -58,7 +63,12 @@ def s3(s3_server: Any) -> tuple[str, ObjectStore]:
         endpoint_url=s3_server.endpoint_url,
         addressing_style="path",
     )
-    return name, S3Store(S3Bucket(bucket_name=name, credentials=creds))
+    return S3Bucket(bucket_name=name, credentials=creds)
+
+
+@pytest.fixture
+def s3(s3_block: S3Bucket) -> tuple[str, ObjectStore]:
+    return s3_block.bucket_name, S3Store(s3_block)
 
 
 def _orders(db: SqlDatabase, rows: int = 250) -> str:
@@ -70,6 +80,11 @@ def _orders(db: SqlDatabase, rows: int = 250) -> str:
 
 def _table_key(postgres: Any, table: str) -> str:
     return f"postgresql://{postgres.host}:{postgres.port}/{postgres.database}/public.{table}"
+
+
+def _one(events: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (event,) = [e for e in events if e["event"] == name]
+    return event
 
 
 def _no_secrets(events: list[dict[str, Any]], role: str, s3_server: Any) -> None:
@@ -97,6 +112,25 @@ def test_export_query_to_s3_materializes_the_key_with_the_table_upstream(
     (referenced,) = asset_events(_table_key(postgres, table))
     assert referenced["event"] == "prefect.asset.referenced"
     _no_secrets([event, referenced], role, s3_server)
+
+
+def test_a_statement_materializes_its_target_with_the_tables_it_reads(
+    pg: SqlDatabase, postgres: Any, role: str, s3_server: Any
+) -> None:
+    orders = _orders(pg, 20)
+    totals = f"totals_{uuid.uuid4().hex[:8]}"
+    execute.fn(pg, f"CREATE TABLE {totals} (id bigint, total numeric(10,2))")
+
+    @flow
+    def aggregate() -> int:
+        return execute(pg, f"INSERT INTO {totals} SELECT id, total FROM {orders} WHERE id > 5")
+
+    assert aggregate() == 15
+    (event,) = asset_events(_table_key(postgres, totals))
+    assert event["event"] == "prefect.asset.materialization.succeeded"
+    assert related_assets(event) == {_table_key(postgres, orders)}
+    assert event["payload"]["rows"] == 15
+    _no_secrets([event], role, s3_server)
 
 
 def test_run_transfer_sql_to_s3_materializes_the_prefix_each_run(
@@ -189,3 +223,42 @@ def test_kafka_produce_and_consume_to_store_report_topics_and_offsets(
     assert landed["payload"]["messages"] == 20 == moved.messages
     offsets = {f"{t}/{p}": o for (t, p), o in moved.committed.items()}
     assert landed["payload"]["offsets"] == offsets and sum(offsets.values()) == 20
+
+
+def test_object_tasks_report_objects_and_local_files(
+    s3_block: S3Bucket, gcs_server: Any, s3_server: Any, tmp_path: Path
+) -> None:
+    bucket = s3_block.bucket_name
+    src = tmp_path / "a file #1.bin"  # characters Prefect refuses in keys
+    src.write_bytes(b"x" * 1000)
+    back = tmp_path / "back.bin"
+    gcs_name = f"lin-{uuid.uuid4().hex[:12]}"
+    gcs_server.client().create_bucket(gcs_name)
+    gcs_block = GcsBucket(
+        bucket=gcs_name,
+        credentials=GcpCredentials(
+            anonymous=True, endpoint=gcs_server.endpoint_url, project=gcs_server.project
+        ),
+    )
+
+    @flow
+    def objects() -> None:
+        s3_tasks.upload_file(s3_block, src, "in/a.bin")
+        s3_tasks.copy_object(s3_block, "in/a.bin", "out/a.bin")
+        s3_tasks.download_file(s3_block, "out/a.bin", back)
+        gcs_tasks.upload_bytes(gcs_block, b"y" * 10, "g/b.bin")
+
+    objects()
+    local = asset_key(file_uri(src))
+    assert local.startswith(f"file://{tmp_path.resolve()}/a_file__1.bin~")
+    uploaded = _one(asset_events(f"s3://{bucket}/in/a.bin", count=2), MATERIALIZED)
+    assert related_assets(uploaded) == {local} and uploaded["payload"]["bytes"] == 1000
+    copied = _one(asset_events(f"s3://{bucket}/out/a.bin", count=2), MATERIALIZED)
+    assert related_assets(copied) == {f"s3://{bucket}/in/a.bin"}
+    (downloaded,) = asset_events(asset_key(file_uri(back)))
+    assert downloaded["event"] == MATERIALIZED
+    assert related_assets(downloaded) == {f"s3://{bucket}/out/a.bin"}
+    assert downloaded["payload"] == {} and back.read_bytes() == src.read_bytes()
+    (gcs,) = asset_events(f"gs://{gcs_name}/g/b.bin")
+    assert gcs["event"] == MATERIALIZED and gcs["payload"]["bytes"] == 10
+    _no_secrets([uploaded, copied, downloaded, gcs], "no-role", s3_server)
