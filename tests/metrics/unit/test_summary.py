@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import uuid
 
-from flowport_metrics.summary import FlowRunSummary, TaskTally, render
+import pytest
+from flowport_metrics.summary import FlowRunSummary, Summaries, TaskTally, render
 
 
 def test_markdown_table_per_task_with_totals() -> None:
@@ -35,3 +38,24 @@ def test_cells_cannot_break_the_table_or_show_a_secret() -> None:
     text = render(summary)
     assert "load\\|postgresql://" in text
     assert "hunter2" not in text
+
+
+def test_an_api_refusing_the_artifact_is_logged_once_and_never_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    summaries = Summaries()
+    summary = summaries.run(uuid.uuid4(), "flowport-x-metrics")
+    summary.tally("s3", "upload_file").runs += 1
+    updates = {PREFECT_API_URL: f"http://127.0.0.1:{closed}/api", PREFECT_CLIENT_MAX_RETRIES: 0}
+    with temporary_settings(updates=updates), caplog.at_level(logging.WARNING):
+        summaries.publish(summary)
+        summaries.publish(summary)
+
+    assert summary.artifact_id is None
+    assert caplog.text.count("not written") == 1
+    assert str(summary.flow_run_id) in caplog.text

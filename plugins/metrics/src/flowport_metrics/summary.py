@@ -40,7 +40,10 @@ class FlowRunSummary:
     tasks: dict[tuple[str, str], TaskTally] = field(default_factory=dict)
     artifact_id: UUID | None = None
     publish_failed: bool = False
+    #: Guards the tallies (held briefly, also by worker threads counting parts).
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: One writer at a time: never two artifacts for a run, never an older table last.
+    write_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def tally(self, connector: str, task: str) -> TaskTally:
         return self.tasks.setdefault((connector, task), TaskTally())
@@ -123,8 +126,9 @@ class Summaries:
         """Create or update the run's artifact; a failure is logged once, never raised."""
         if not self.publish_artifacts:
             return
-        with summary.lock:  # one writer per run: never two artifacts, never an older table last
-            markdown = render(summary)
+        with summary.write_lock:
+            with summary.lock:
+                markdown = render(summary)
             try:
                 self._write(summary, markdown)
             except Exception as exc:  # monitoring must never fail the transfer it watches
