@@ -494,3 +494,28 @@ def test_postgres_arrow_loads_through_adbc_and_copy_alike(postgres: Any) -> None
             for name in made:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
         engine.dispose()
+
+
+def test_empty_result_exports_an_empty_parquet_file_with_the_column_types(
+    backend: Backend,
+    db: SqlDatabase,
+    raw: Engine,
+    make_table: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    table = make_table()
+    statement = query(backend, raw, table)  # the table is empty
+    exported = export_query.fn(db, statement, LocalStore(tmp_path), "e.parquet", format="parquet")
+    assert exported.rows == 0
+    on_disk = pq.read_table(tmp_path / "e.parquet")
+    assert on_disk.num_rows == 0
+    assert on_disk.schema.remove_metadata() == expected_schema(backend)
+
+
+def test_mariadb_time_is_a_duration(mariadb: Any) -> None:
+    """MySQL's TIME spans -838:59:59 to 838:59:59: a duration, not a time of day."""
+    with SqlDatabase(url=mariadb.sqlalchemy_url) as db:
+        statement = "SELECT CAST('-25:00:01.5' AS TIME(6)) AS t, CAST(NULL AS TIME) AS n"
+        (batch,) = stream_query.fn(db, statement, format="arrow")
+    assert batch.schema == pa.schema([("t", pa.duration("us")), ("n", pa.duration("us"))])
+    assert batch.to_pylist() == [{"t": -dt.timedelta(hours=25, seconds=1.5), "n": None}]
