@@ -5,7 +5,9 @@ without parameters, binary results otherwise) when it is installed: measured on 
 six columns it is 3-4x faster than a psycopg 3 server-side cursor with a columnar pyarrow
 conversion, and 4-5x faster than parsing psycopg's binary COPY row by row (see the README).
 Other databases, and PostgreSQL without ADBC, stream through SQLAlchemy (server-side cursor)
-and build each batch column by column.
+and build each batch column by column, typed from the statement's columns or the cursor's
+description. Batches go into tables through :class:`ArrowLoader` (PostgreSQL: ADBC bulk
+ingest or psycopg binary COPY, :data:`PG_ARROW_LOAD`; elsewhere executemany).
 
 Arrow types come from the database's column types through :func:`flowport.formats.
 arrow_type_for` on every path (PostgreSQL: the server's type name and modifier, as ADBC
@@ -358,9 +360,10 @@ def _mysql_types(pa: Any, cursor: Any) -> list[Any]:
         flags = getattr(field, "flags", 0)
         unsigned = bool(flags & 32) if field is not None else False
         if code in MYSQL_DECIMALS:
-            # The length counts the decimal point and (signed) the sign; without the field's
-            # flags keep the sign: a precision one too wide, never too narrow.
-            precision = length - (1 if scale else 0) - (0 if unsigned else 1 if field else 0)
+            # The length counts the decimal point and, when signed, the sign; without the
+            # field's flags the sign stays counted: one digit too wide, never too narrow.
+            sign = 0 if unsigned or field is None else 1
+            precision = length - (1 if scale else 0) - sign
             out.append(arrow_type_for(mysql.DECIMAL(max(precision, 1), scale), column[0]))
         elif code == MYSQL_TIME:
             out.append(pa.duration("us"))
@@ -511,7 +514,8 @@ def open_arrow(
     table: Table | None = None,
 ) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch]]:
     """Like :func:`stream_arrow`, with the schema when it is known before the first batch
-    (PostgreSQL through ADBC: always; SQLAlchemy: for a table)."""
+    (always, but for SQLite plain SQL, typed from its first batch's values). The query is
+    opened here, its opening retried under ``db``'s policy."""
     if batch_rows < 1:
         raise InvalidInput("SQL: batch_size must be at least 1", system=db.system)
     if isinstance(statement, str) and adbc_available(db.engine):
