@@ -393,9 +393,9 @@ def test_parquet_value_refused_by_the_database_late_in_the_file_loads_nothing(
     store = LocalStore(tmp_path)
     ids = pa.array([*range(4999), None], pa.int64())
     write_parquet(tmp_path / "late.parquet", pa.table({"id": ids}))
-    with pytest.raises(FlowportError) as info:
+    with pytest.raises(FlowportError, match=r"late\.parquet.*nothing was loaded") as info:
         load_file.fn(db, store, "late.parquet", table, format="parquet", batch_size=1000)
-    assert is_permanent(info.value)
+    assert is_permanent(info.value) and "id" in str(info.value)
     assert count(raw, table) == 0
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Connection, Engine, Table, insert, text
 from sqlalchemy.types import NullType
 
-from flowport.errors import ConfigError, InvalidInput, TransientError
+from flowport.errors import ConfigError, FlowportError, InvalidInput, TransientError
 from flowport.formats import arrow_type_for
 from flowport_sql.db import BINARY_COPY_OIDS
 
@@ -869,7 +869,17 @@ def load_arrow(
         return opened.pop() if opened else open_batches()
 
     with ArrowLoader(db, target, first.schema.names, source, method) as loader:
-        return loader.run(attempt)
+        try:
+            return loader.run(attempt)
+        except FlowportError as exc:
+            if exc.transient or source in str(exc):
+                raise
+            # The database refused a row: say which load it was, and that nothing stayed.
+            raise type(exc)(
+                f"{source}: {exc}; nothing was loaded (one transaction)",
+                system=exc.system,
+                target=source,
+            ) from exc
 
 
 def sa_connection_raw(conn: Connection) -> Any:
