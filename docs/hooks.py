@@ -51,11 +51,8 @@ def _summary(cls: type) -> str:
 
 
 def error_table() -> str:
-    """The markdown table: class, what it derives from, whether it is retried, what it means."""
-    rows = [
-        "| error | module | derives from | retried | what it means |",
-        "|---|---|---|---|---|",
-    ]
+    """The markdown table: class (module, base), whether it is retried, what it means."""
+    rows = ["| error | retried | what it means |", "|---|---|---|"]
     for module, cls in error_classes():
         base = cls.__mro__[1].__name__
         retried = (
@@ -63,7 +60,8 @@ def error_table() -> str:
             if getattr(cls, "transient", False)
             else "no: raised at once"
         )
-        rows.append(f"| `{cls.__name__}` | `{module}` | `{base}` | {retried} | {_summary(cls)} |")
+        where = f"<br><small>`{module}`, a `{base}`</small>"
+        rows.append(f"| `{cls.__name__}`{where} | {retried} | {_summary(cls)} |")
     return "\n".join(rows)
 
 
