@@ -127,14 +127,25 @@ def test_connection_resets_are_retried(
         )
         data = os.urandom(20 * MiB + 5)
 
-        def window(seconds: float) -> threading.Thread:
-            """Reset every connection for ``seconds``, then heal."""
+        def window() -> threading.Thread:
+            """Reset every connection until flowport has retried once more, then heal.
+
+            Healing on the retry, not on a clock, keeps the test honest on a loaded machine
+            where the client may not even connect within a fixed window."""
+            before = len(retries.seen)
             toxic = proxy.reset_peer(0)
-            thread = threading.Thread(target=lambda: (time.sleep(seconds), toxic.remove()))
+
+            def heal() -> None:
+                deadline = time.monotonic() + 120
+                while len(retries.seen) == before and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                toxic.remove()
+
+            thread = threading.Thread(target=heal)
             thread.start()
             return thread
 
-        healer = window(1.5)
+        healer = window()
         info = upload_bytes.fn(via_proxy, data, "resets/blob", retry_policy=PATIENT)
         healer.join()
         assert info.size == len(data)
@@ -145,7 +156,7 @@ def test_connection_resets_are_retried(
             for _, _, cause in retries.seen
         )
 
-        healer = window(1.5)
+        healer = window()
         path = download_file.fn(via_proxy, "resets/blob", tmp_path / "blob", retry_policy=PATIENT)
         healer.join()
         assert Path(path).read_bytes() == data
