@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 LABELS = ("connector", "task")
 #: Units that get a counter of their own; any other unit goes to ``flowport_moved_units_total``.
@@ -58,9 +61,19 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: hooks fire per task run and per report."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:  # two threads may both get here: labels() returns the same child
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def count_moved(self, connector: str, task: str, unit: str, amount: int) -> None:
         counter = self.moved.get(unit)
         if counter is not None:
-            counter.labels(connector, task).inc(amount)
+            self.child(counter, connector, task).inc(amount)
         else:
-            self.moved_other.labels(connector, task, unit).inc(amount)
+            self.child(self.moved_other, connector, task, unit).inc(amount)

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from prefect.context import FlowRunContext, TaskRunContext
 from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic import ValidationError
 
+from flowport.artifacts import artifact_key
 from flowport.hookspecs import hookimpl
 from flowport.progress import current_task
 from flowport.secrets import redact
@@ -38,20 +40,13 @@ class _Run:
     flow_run_id: UUID | None
 
 
-def _flow_run() -> tuple[UUID | None, str | None]:
-    """The Prefect flow run this thread works for, and the summary artifact's key for it."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
+def _flow_run_id() -> UUID | None:
+    """The Prefect flow run this thread works for (None outside one, or in a worker thread)."""
     task_ctx = TaskRunContext.get()
+    if task_ctx is not None and task_ctx.task_run.flow_run_id is not None:
+        return task_ctx.task_run.flow_run_id
     flow_ctx = FlowRunContext.get()
-    run_id = task_ctx.task_run.flow_run_id if task_ctx is not None else None
-    if run_id is None and flow_ctx is not None and flow_ctx.flow_run is not None:
-        run_id = flow_ctx.flow_run.id
-    if run_id is None:
-        return None, None
-    from flowport.artifacts import artifact_key
-
-    return run_id, artifact_key("metrics") if flow_ctx is not None else None
+    return flow_ctx.flow_run.id if flow_ctx is not None and flow_ctx.flow_run else None
 
 
 class MetricsPlugin:
@@ -107,7 +102,7 @@ class MetricsPlugin:
         that name, when all of them work for one flow run.
         """
         scope = current_task()
-        flow_run_id, _ = _flow_run()
+        flow_run_id = _flow_run_id()
         with self._lock:
             runs = list(self._active.get(task_name, ()))
             known = self._connectors.get(task_name, UNKNOWN)
@@ -124,15 +119,16 @@ class MetricsPlugin:
     def flowport_task_started(self, task_name: str) -> None:
         self._first_use()
         scope = current_task()
-        flow_run_id, key = _flow_run()
+        flow_run_id = _flow_run_id()
         with self._lock:
             if scope is not None and scope.task_name == task_name:
                 self._connectors[task_name] = scope.connector
             connector = self._connectors.get(task_name, UNKNOWN)
             self._active.setdefault(task_name, []).append(_Run(connector, flow_run_id))
         if self.summaries is not None and flow_run_id is not None:
+            key = artifact_key("metrics") if FlowRunContext.get() is not None else None
             self.summaries.run(flow_run_id, key)
-        self.metrics.in_progress.labels(connector, task_name).inc()
+        self.metrics.child(self.metrics.in_progress, connector, task_name).inc()
 
     @hookimpl
     def flowport_task_succeeded(self, task_name: str, duration: float) -> None:
@@ -145,7 +141,7 @@ class MetricsPlugin:
         self._finished(task_name, duration, exception)
 
     def _finished(self, task_name: str, duration: float, exc: BaseException | None) -> None:
-        flow_run_id, _ = _flow_run()
+        flow_run_id = _flow_run_id()
         with self._lock:
             runs = self._active.get(task_name, [])
             mine = [r for r in runs if r.flow_run_id == flow_run_id] or runs
@@ -154,11 +150,13 @@ class MetricsPlugin:
                 runs.remove(run)
             connector = run.connector if run else self._connectors.get(task_name, UNKNOWN)
         if run is not None:
-            self.metrics.in_progress.labels(connector, task_name).dec()
+            self.metrics.child(self.metrics.in_progress, connector, task_name).dec()
         outcome = "succeeded" if exc is None else "failed"
-        self.metrics.duration.labels(connector, task_name, outcome).observe(duration)
+        self.metrics.child(self.metrics.duration, connector, task_name, outcome).observe(duration)
         if exc is not None:
-            self.metrics.failures.labels(connector, task_name, type(exc).__name__).inc()
+            self.metrics.child(
+                self.metrics.failures, connector, task_name, type(exc).__name__
+            ).inc()
         summary = self._summary(flow_run_id)
         if summary is None or self.summaries is None:
             return
@@ -172,7 +170,7 @@ class MetricsPlugin:
     @hookimpl
     def flowport_task_retried(self, name: str) -> None:
         connector, flow_run_id = self._attribute(name)
-        self.metrics.retries.labels(connector, name).inc()
+        self.metrics.child(self.metrics.retries, connector, name).inc()
         summary = self._summary(flow_run_id)
         if summary is not None:
             with summary.lock:
