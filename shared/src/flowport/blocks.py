@@ -143,6 +143,11 @@ def catalog_problems(block: type, package: str | None = None) -> list[str]:
     description = str(getattr(block, "_description", None) or "")
     if "pip install " not in description:
         problems.append(f"{name}: the description has no install hint")
+    example = str(getattr(block, "_code_example", None) or "")
+    for part, text in (("description", description), ("code example", example)):
+        if any(char in text for char in "<>&"):
+            # Prefect's server stores them HTML-escaped; the UI then shows "-&gt;".
+            problems.append(f"{name}: the {part} has <, > or &, which the UI shows escaped")
     source = code_example_source(block)
     if getattr(block, "_code_example", None) is None or not source.strip():
         problems.append(f"{name}: no _code_example with a ```python block")

@@ -136,6 +136,14 @@ def test_catalog_problems_empty_for_a_complete_block_and_checks_the_example() ->
         _block_type_slug = "flowport-test-missing-name"
         _code_example = "```python\nfrom flowport.blocks import NoSuchThing\n```"
 
+    class Escaped(CatalogBlock):
+        _block_type_slug = "flowport-test-escaped"
+        _code_example = "```python\ndef f() -> None:\n    pass\n```"
+
+    # Prefect's server HTML-escapes code examples: the UI would show "-&gt; None".
+    assert catalog_problems(Escaped, "flowport") == [
+        "Escaped: the code example has <, > or &, which the UI shows escaped"
+    ]
     assert catalog_problems(MissingName, "flowport") == [
         "MissingName: the code example imports NoSuchThing from flowport.blocks, which has none"
     ]

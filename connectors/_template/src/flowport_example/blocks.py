@@ -33,7 +33,7 @@ class ExampleConnection(LazyClients, Block):
 
 
     @flow
-    def check() -> None:
+    def check():
         ping(ExampleConnection.load("example"))
     ```
     """

@@ -288,7 +288,7 @@ class GcsBucket(Block):
 
 
     @flow
-    def round_trip() -> None:
+    def round_trip():
         bucket = GcsBucket.load("raw-events")
         upload_file(bucket, "events.parquet", "2026/11/events.parquet")
         download_file(bucket, "2026/11/events.parquet", "copy.parquet")

@@ -104,7 +104,7 @@ class KafkaConnection(LazyClients, Block):
 
 
     @flow
-    def relay() -> None:
+    def relay():
         kafka = KafkaConnection.load("events-cluster")
         produce(kafka, "events", [{"id": 1}], value_serializer="json")
         batch = consume(kafka, "events", group_id="loader", value_deserializer="json")

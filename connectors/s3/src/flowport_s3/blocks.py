@@ -291,7 +291,7 @@ class S3Bucket(LazyClients, Block):
 
 
     @flow
-    def round_trip() -> None:
+    def round_trip():
         bucket = S3Bucket.load("raw-events")
         upload_file(bucket, "events.parquet", "2026/11/events.parquet")
         download_file(bucket, "2026/11/events.parquet", "copy.parquet")

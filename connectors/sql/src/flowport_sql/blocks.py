@@ -166,7 +166,7 @@ class SqlDatabase(LazyClients, Block):
 
 
     @flow
-    def load(rows: list[dict]) -> list:
+    def load(rows):
         db = SqlDatabase.load("warehouse")
         bulk_insert(db, "events", rows)
         return fetch_all(db, "SELECT count(*) AS n FROM events")
