@@ -43,7 +43,11 @@ PACKAGES = {
 }
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "cloudpickle>=3"]
 HARNESS_REQS = "tests/services/requirements.txt"
-BENCH_SCRIPTS = {"core": "core_overhead", **{name: name for name in CONNECTORS}}
+BENCH_SCRIPTS = {
+    "core": "core_overhead",
+    **{name: name for name in CONNECTORS},
+    "transfer": "transfer",  # cross-system: every connector, vs dlt, pandas and raw ADBC
+}
 
 
 def _requirements(session: nox.Session, *files: str) -> None:
@@ -148,7 +152,10 @@ def bench(session: nox.Session) -> None:
     if unknown:
         session.error(f"unknown benchmark {unknown}; choose from {', '.join(BENCH_SCRIPTS)}, all")
     for name in names:
-        _install(session, name)
+        if name == "transfer":
+            session.install("./shared[arrow]", *(f"./{PACKAGES[c]}" for c in CONNECTORS))
+        else:
+            _install(session, name)
         _requirements(session, HARNESS_REQS, f"benchmarks/requirements-{name}.txt")
         session.run("python", f"benchmarks/{BENCH_SCRIPTS[name]}.py", *args[1:])
 
