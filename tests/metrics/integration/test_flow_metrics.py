@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import flowport_metrics.exporter as exporter_module
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+import flowport_metrics.exporter as exporter_module
 from flowport import RetryPolicy
 from flowport.hookspecs import hookimpl
 from flowport.plugins import loaded_plugins, register, unregister

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import flowport_metrics.exporter as exporter_module
 import pytest
-from flowport_metrics import Exporter
 from prometheus_client import CollectorRegistry, Counter
 
+import flowport_metrics.exporter as exporter_module
+from flowport_metrics import Exporter
 from tests.metrics.helpers import load_rows, sample, scrape
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-import flowport_metrics
 import pytest
-from flowport_metrics import MetricsPlugin
 from prometheus_client import CollectorRegistry
 
+import flowport_metrics
 from flowport import InvalidInput
 from flowport.plugins import loaded_plugins, plugin_manager, register, unregister
 from flowport.progress import Progress
 from flowport.task import RetryingTask
+from flowport_metrics import MetricsPlugin
 from tests.metrics.helpers import load_rows, upload_parts
 
 ROWS = {"connector": "tests", "task": "load_rows"}

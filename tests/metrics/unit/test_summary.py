@@ -7,6 +7,7 @@ import socket
 import uuid
 
 import pytest
+
 from flowport_metrics.summary import FlowRunSummary, Summaries, TaskTally, render
 
 
