@@ -226,3 +226,25 @@ def tests(session: nox.Session) -> None:
     names += [f"integration-{p}" for p in PACKAGES if (ROOT / "tests" / p / "integration").is_dir()]
     for name in names:
         session.notify(name)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Prefect's UI in headless Chromium shows a flowport flow's task runs, artifacts and asset
+    events, and flowport's blocks in the catalog (logos, titles, code examples).
+
+    A real ``prefect server start``, PostgreSQL and the S3 gateway from the harness; Debian's
+    chromium driven by Playwright (``/usr/bin/chromium``, provisioned by ``python -m
+    tests.services install all``; no browser download). Screenshots: tests/browser/output/.
+    """
+    session.install(
+        "./shared",
+        "./connectors/s3",
+        "./connectors/sql[postgres,lineage]",
+        "./plugins/testing[clients]",
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "-r",
+        "tests/browser/requirements.txt",
+    )
+    session.run("pytest", "tests/browser", *session.posargs)
