@@ -24,9 +24,10 @@
 3. Kafka -> Parquet on S3: ``benchmarks/kafka.py --transfer`` (its own table).
 
 Every contender runs in its own child process (so its peak RSS, VmHWM, is its own; the
-children's own children count too), after its imports; each output is checked afterwards
-(Parquet row counts read back, ``count(*)``). Prints seconds, rows/s, the ratio to raw and to
-dlt's fastest backend (throughput: higher is better) and peak RSS. Needs
+children's own children count too), timed after its imports; each output is checked
+afterwards (Parquet row counts read back, ``count(*)``). Prints seconds, rows/s, the ratio to
+raw and to dlt's fastest backend (throughput: higher is better) and RSS: after the imports
+(base) and the peak. Needs
 benchmarks/requirements-transfer.txt and every connector (``nox -s bench -- transfer``).
 """
 
@@ -70,14 +71,18 @@ PANDAS_CHUNK = 100_000
 # --------------------------------------------------------------------------- child side
 
 
+def _status_mb(field: str) -> float:
+    """A kB field of /proc/self/status (VmRSS, VmHWM) in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _peak_rss_mb() -> float:
     """Peak RSS of this process (VmHWM) or of its largest child, in MB."""
-    own = 0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            own = int(line.split()[1])
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return max(_status_mb("VmHWM"), children)
 
 
 def _s3fs(spec: dict[str, Any]) -> Any:
@@ -304,10 +309,11 @@ def child(name: str) -> int:
     """Run one contender (spec as JSON on stdin); print its seconds and peak RSS as JSON."""
     spec = json.loads(sys.stdin.read())
     work = CHILDREN[name](spec)  # imports and setup: not timed
+    base = _status_mb("VmRSS")
     started = time.perf_counter()
     work()
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "rss_mb": _peak_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "rss_mb": _peak_rss_mb(), "base_mb": base}))
     return 0
 
 
@@ -385,7 +391,7 @@ def table(title: str, results: dict[str, dict[str, Any]], rows: int, dlt: bool, 
     dlt_s = min((r["seconds"] for n, r in ok.items() if n.startswith("dlt-")), default=None)
     print(f"\n{title}")
     head = f"{'contender':<20} {'seconds':>8} {'rows/s':>11} {'vs raw':>7}"
-    print(head + (f" {'vs dlt best':>11}" if dlt else "") + f" {'peak RSS MB':>12}")
+    print(head + (f" {'vs dlt best':>11}" if dlt else "") + f" {'RSS MB: base -> peak':>21}")
     for name, r in results.items():
         if "seconds" not in r:
             print(f"{name:<20} FAILED: {r['error']}")
@@ -394,7 +400,8 @@ def table(title: str, results: dict[str, dict[str, Any]], rows: int, dlt: bool, 
         line += f" {raw_s / r['seconds']:>6.2f}x" if raw_s else f" {'-':>7}"
         if dlt:
             line += f" {dlt_s / r['seconds']:>10.2f}x" if dlt_s else f" {'-':>11}"
-        print(line + f" {r['rss_mb']:>12.0f}" + ("" if r.get("checked") else "  (unchecked)"))
+        rss = f"{r['base_mb']:.0f} -> {r['rss_mb']:.0f}"
+        print(line + f" {rss:>21}" + ("" if r.get("checked") else "  (unchecked)"))
 
 
 def main() -> int:
