@@ -27,7 +27,6 @@ from flowport.errors import FlowportError, InvalidInput, is_permanent
 from flowport_sql import SqlDatabase, bulk_insert, export_query, load_file, stream_query
 from flowport_sql.arrow import _sa_stream, insert_arrow
 from flowport_sql.tasks import bulk_insert as bulk_insert_task
-from tests.services.fixtures import *  # noqa: F403
 
 COLUMNS = ["id", "amount", "note", "data", "ts"]
 BIG_TEXT = "é" * (512 * 1024)  # 1 MiB of UTF-8
@@ -519,3 +518,41 @@ def test_mariadb_time_is_a_duration(mariadb: Any) -> None:
         (batch,) = stream_query.fn(db, statement, format="arrow")
     assert batch.schema == pa.schema([("t", pa.duration("us")), ("n", pa.duration("us"))])
     assert batch.to_pylist() == [{"t": -dt.timedelta(hours=25, seconds=1.5), "n": None}]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_arrow_tasks_as_task_runs_in_a_flow(postgres: Any, tmp_path: Path) -> None:
+    """Inside a flow: bulk_insert of a pyarrow Table (a payload parameter), stream_query as
+    Arrow (a generator task run), export_query to Parquet; read back by psycopg and pyarrow."""
+    from prefect import flow
+
+    backend = Backend("postgres", postgres.sqlalchemy_url, DDL["postgres"], tz=True)
+    name = f"a_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(backend.url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(DDL["postgres"].format(t=name))
+    db = SqlDatabase(url=backend.url)
+    store = LocalStore(tmp_path)
+
+    @flow
+    def arrow_flow() -> tuple[int, list[int]]:
+        loaded = bulk_insert(db, name, arrow_rows(backend), batch_size=4)
+        sizes = [
+            b.num_rows
+            for b in stream_query(
+                db, f"SELECT * FROM {name} ORDER BY id", batch_size=4, format="arrow"
+            )
+        ]
+        export_query(db, f"SELECT * FROM {name} ORDER BY id", store, "f.parquet", "parquet")
+        return loaded, sizes
+
+    try:
+        loaded, sizes = arrow_flow()
+        assert loaded == 9 and sizes == [4, 4, 1]
+        assert read_back(engine, name) == source_rows(backend)
+        assert pq.read_table(tmp_path / "f.parquet").to_pylist() == source_rows(backend)
+    finally:
+        db.dispose()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        engine.dispose()
