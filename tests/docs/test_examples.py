@@ -7,7 +7,7 @@ A block is preceded by an HTML comment that says what it needs:
 
 A python block without one of these fails the suite. Services: ``postgres``, ``mariadb``,
 ``s3``, ``gcs``, ``kafka``. Each is started by the harness fixtures, its variables (the ones
-``python -m tests.services env`` prints) are set, its state is reset (a fresh ``public``
+``flowport-services env`` prints) are set, its state is reset (a fresh ``public``
 schema, empty ``lake`` / ``archive`` buckets, no user topics) and the blocks the docs load
 (``lake``, ``archive``, ``warehouse``, ``events``) are saved. Each example runs as a script in
 a fresh working directory, in this process, on the session's Prefect test server.
@@ -26,12 +26,10 @@ from typing import Any
 
 import pytest
 
-from tests.services.fixtures import *  # noqa: F403
-
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 MAX_ILLUSTRATIONS = 3
-SERVICES = {"postgres", "mariadb", "s3", "gcs", "kafka"}
+SERVICES = {"postgres", "mariadb", "s3", "gcs", "kafka", "dask"}
 
 _BLOCK = re.compile(
     r"^(?:<!--\s*(?P<mark>[^>]*?)\s*-->\n)?```(?:python|py)[^\n]*\n(?P<code>.*?)^```\s*$",
@@ -80,6 +78,23 @@ def test_every_python_block_is_marked_and_illustrations_are_few() -> None:
     assert len(RUNNABLE) >= 10  # the collector found the pages' examples
     unchecked = [e.id for e in RUNNABLE if not re.search(r"^\s*assert ", e.code, re.M)]
     assert not unchecked, f"examples that check nothing (add an assert): {unchecked}"
+
+
+_INCLUDE = re.compile(r'^--8<-- "([^"]+)"\s*$', re.M)
+
+
+def test_python_blocks_of_included_readmes_parse() -> None:
+    """Connector pages include the READMEs (one source): their python blocks are API tours
+    with fragments, so they are compiled, not run; the runnable example of each connector
+    page sits above the include."""
+    compiled = 0
+    for page in sorted(DOCS.rglob("*.md")):
+        for included in _INCLUDE.findall(page.read_text()):
+            text = (ROOT / included).read_text()
+            for m in re.finditer(r"^```python\n(.*?)^```", text, re.M | re.S):
+                compile(m.group(1), f"{included}:{text.count(chr(10), 0, m.start())}", "exec")
+                compiled += 1
+    assert compiled >= 4
 
 
 # -- per-service setup ------------------------------------------------------------------------
@@ -168,12 +183,18 @@ def _setup_kafka(kafka: Any, mp: pytest.MonkeyPatch) -> None:
     KafkaConnection(bootstrap_servers=kafka.bootstrap_servers).save("events", overwrite=True)
 
 
+def _setup_env(service: Any, mp: pytest.MonkeyPatch) -> None:
+    for name, value in service.env().items():
+        mp.setenv(name, value)
+
+
 SETUP: dict[str, tuple[str, Callable[[Any, pytest.MonkeyPatch], None]]] = {
     "postgres": ("postgres", _setup_postgres),
     "mariadb": ("mariadb", _setup_mariadb),
     "s3": ("s3_server", _setup_s3),
     "gcs": ("gcs_server", _setup_gcs),
     "kafka": ("kafka", _setup_kafka),
+    "dask": ("dask_cluster", _setup_env),
 }
 
 
