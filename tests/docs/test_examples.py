@@ -6,11 +6,12 @@ A block is preceded by an HTML comment that says what it needs:
     <!-- illustration: why -->          shown only (kept few: MAX_ILLUSTRATIONS)
 
 A python block without one of these fails the suite. Services: ``postgres``, ``mariadb``,
-``s3``, ``gcs``, ``kafka``. Each is started by the harness fixtures, its variables (the ones
-``flowport-services env`` prints) are set, its state is reset (a fresh ``public``
-schema, empty ``lake`` / ``archive`` buckets, no user topics) and the blocks the docs load
-(``lake``, ``archive``, ``warehouse``, ``events``) are saved. Each example runs as a script in
-a fresh working directory, in this process, on the session's Prefect test server.
+``s3``, ``gcs``, ``kafka``, ``dask``. Each is started by flowport-testing's fixtures, its
+variables (the ones ``flowport-services env`` prints) are set, its state is reset (a fresh
+``public`` schema, empty ``lake`` / ``archive`` buckets, no user topics) and the blocks the
+docs load (``lake``, ``local-s3``, ``archive``, ``warehouse``, ``events``) are saved. Each
+example runs as a script in a fresh working directory, in this process, on the session's
+Prefect test server.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def _setup_s3(s3: Any, mp: pytest.MonkeyPatch) -> None:
         endpoint_url=s3.endpoint_url,
         addressing_style="path",
     )
+    creds.save("local-s3", overwrite=True)
     S3Bucket(bucket_name="lake", credentials=creds).save("lake", overwrite=True)
 
 
