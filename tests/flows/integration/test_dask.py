@@ -15,6 +15,8 @@ import datetime as dt
 import hashlib
 import io
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 import psycopg
 import pyarrow.parquet as pq
 import pytest
+from distributed import Client
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
@@ -113,9 +116,10 @@ def pg(postgres: Any) -> Iterator[SqlDatabase]:
     db.dispose()
 
 
-def _source_table(postgres: Any, rows: int, payload: int = 40) -> str:
+def _source_table(postgres: Any, rows: int, blocks: int = 1) -> str:
     """``rows`` rows: ``id`` 1..rows, key ``k`` spread over 1..3*rows with every 97th NULL,
-    decimals, text (some NULL) and ``payload`` bytes of bytea each."""
+    decimals, text (some NULL) and ``64 * blocks`` bytes of incompressible bytea each."""
+    payload = " || ".join(f"sha512(int8send(g * 1000 + {b}))" for b in range(blocks))
     name = f"part_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(
@@ -127,9 +131,8 @@ def _source_table(postgres: Any, rows: int, payload: int = 40) -> str:
             f"(3 * %(n)s) + 1 END, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 s', "
             "CASE WHEN g %% 11 = 0 THEN NULL ELSE g * 1.25 END, "
             "CASE WHEN g %% 13 = 0 THEN NULL ELSE 'név-' || g END, "
-            "decode(repeat(lpad(to_hex(g %% 256), 2, '0'), %(p)s), 'hex') "
-            "FROM generate_series(1, %(n)s) g",
-            {"n": rows, "p": payload},
+            f"{payload} FROM generate_series(1, %(n)s) g",
+            {"n": rows},
         )
         conn.execute(f"CREATE INDEX ON {name} (k)")
     return name
@@ -203,3 +206,62 @@ def test_partitioned_extract_on_dask_equals_threads_row_by_row_and_byte_for_byte
     threads, dask = manifests["threads"], manifests["dask"]
     assert len(dask.parts) == 5 and dask.rows == len(source)
     assert [(p.rows, p.sha256) for p in dask.parts] == [(p.rows, p.sha256) for p in threads.parts]
+
+
+def _executing(client: Client, function: str) -> tuple[str, str] | None:
+    """(worker address, task key) of a task whose call stack, sampled right now on its
+    worker, is inside ``function``; None when no running task is."""
+    for worker, stacks in client.call_stack().items():
+        for key, stack in stacks.items():
+            if function in str(stack):
+                return worker, str(key)
+    return None
+
+
+def test_worker_sigkilled_mid_part_the_part_reruns_on_the_other_worker_nothing_lost_or_doubled(
+    cluster: DaskCluster, postgres: Any, pg: SqlDatabase, s3_server: Any, toxiproxy: Any
+) -> None:
+    table = _source_table(postgres, 8_000, blocks=4)
+    bucket = Bucket(s3_server)
+    source = _pg_rows(postgres, table)
+    reference = snapshot(pg, table, bucket.store, "threads", 4)  # one process, threads
+    proxy = toxiproxy.proxy(f"s3-dask-{uuid.uuid4().hex[:8]}", f"{s3_server.host}:{s3_server.port}")
+    slow_store = bucket.store_at(f"http://{proxy.host}:{proxy.port}")
+    run = snapshot.with_options(task_runner=DaskTaskRunner(address=cluster.address))
+    seen: dict[str, Any] = {}
+
+    def killer() -> None:
+        """Once a worker is inside a part's write, SIGKILL that worker."""
+        with Client(cluster.address) as client:
+            names = cluster.worker_names()
+            deadline = time.monotonic() + 300
+            while "key" not in seen and time.monotonic() < deadline:
+                found = _executing(client, "write_part")
+                if found is not None:
+                    seen["worker"], seen["key"] = found
+                    seen["pid"] = cluster.kill_worker(int(names[found[0]].rsplit("-", 1)[1]))
+                time.sleep(0.05)
+
+    # Uploads at 120 KB/s: each ~0.5 MB part spends seconds in its PUT, so the kill lands
+    # while a part is running; the scheduler's story below proves it did.
+    with proxy.bandwidth(120, stream="upstream"):
+        watcher = threading.Thread(target=killer, name="dask-killer")
+        watcher.start()
+        manifest = run(pg, table, slow_store, "dask", 4)
+        watcher.join(60)
+    assert "pid" in seen, "no part was seen running, so no worker was killed"
+    with Client(cluster.address) as client:
+        # (key, from, to, recommendations, stimulus, time) of each of the key's transitions
+        story = client.run_on_scheduler(
+            lambda dask_scheduler, key: [tuple(t) for t in dask_scheduler.story(key)],
+            key=seen["key"],
+        )
+    # The killed worker's part went back to the scheduler from "processing" (the worker was
+    # gone), then ran to "memory" on the other worker.
+    interrupted = [t for t in story if t[1] == "processing" and t[2] != "memory"]
+    assert interrupted, f"{seen['key']} was not interrupted on a worker: {story}"
+    assert any(t[1] == "processing" and t[2] == "memory" for t in story), story
+    assert _check_parts(bucket, "dask", manifest) == source  # every row once, nothing else
+    assert [(p.rows, p.sha256) for p in manifest.parts] == [
+        (p.rows, p.sha256) for p in reference.parts
+    ]
