@@ -113,6 +113,8 @@ def sql_tasks() -> None:
     batches: Iterator[list[Any]] = stream_query(db, "SELECT * FROM events", batch_size=10_000)
     assert_type(stream_query(db, "SELECT 1", as_dicts=False), Iterator[list[Any]])
     arrow: Iterator[pa.RecordBatch] = stream_query(db, "SELECT * FROM events", format="arrow")
+    assert_type(stream_query.fn(db, "SELECT 1", format="arrow"), Iterator[pa.RecordBatch])
+    assert_type(stream_query.fn(db, "SELECT 1"), Iterator[list[Any]])
     inserted_arrow: int = bulk_insert(db, "events", pa.table({"id": [1], "kind": ["a"]}))
     parquet: Exported = export_query(db, "SELECT * FROM t", store, "t.parquet", format="parquet")
     loaded_parquet: int = load_file(db, store, "t.parquet", "t_copy", format="parquet")

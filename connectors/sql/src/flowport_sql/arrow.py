@@ -437,11 +437,9 @@ def _sa_stream(
     the first batch's values. The query is opened (and its opening retried) here."""
     pa = pyarrow()
     declared: dict[str, Any] = {}
-    sources: Iterable[Any] = []
+    sources: Iterable[Any] = getattr(statement, "selected_columns", ())  # a select()
     if table is not None:
         sources = table.columns
-    elif hasattr(statement, "selected_columns"):
-        sources = statement.selected_columns
     for column in sources:
         if not isinstance(column.type, NullType):
             declared[column.name] = arrow_type_for(column.type, column.name)

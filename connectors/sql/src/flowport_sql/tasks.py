@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from sqlalchemy import make_url
 
@@ -149,6 +149,35 @@ def _stream(
     raise InvalidInput(f"SQL: stream_query format must be 'rows' or 'arrow', not {format!r}")
 
 
+if TYPE_CHECKING:
+
+    class _StreamCall(Protocol):
+        """``stream_query.fn``'s type: ``run``'s overloads without ``self``."""
+
+        @overload
+        def __call__(
+            self,
+            database: SqlDatabase,
+            statement: Statement,
+            params: Mapping[str, Any] | None = None,
+            batch_size: int = 10_000,
+            as_dicts: bool = True,
+            format: Literal["rows"] = "rows",
+        ) -> Iterator[list[Any]]: ...
+
+        @overload
+        def __call__(
+            self,
+            database: SqlDatabase,
+            statement: Statement,
+            params: Mapping[str, Any] | None = None,
+            batch_size: int = 10_000,
+            as_dicts: bool = True,
+            *,
+            format: Literal["arrow"],
+        ) -> Iterator[pa.RecordBatch]: ...
+
+
 class StreamQuery(SqlTask):
     """Yield a query's rows in batches of ``batch_size`` (lists of dicts, or tuples with
     ``as_dicts=False``) through a server-side cursor: memory stays flat for any row count.
@@ -221,6 +250,9 @@ class StreamQuery(SqlTask):
         ) -> Iterator[pa.RecordBatch]: ...
 
         def __call__(self, *args: Any, **kwargs: Any) -> Iterator[Any]: ...
+
+        @property
+        def fn(self) -> _StreamCall: ...
 
     def _make_fn(self) -> Callable[..., Any]:
         # The core wraps run() in a plain function; Prefect only runs a task as a generator
