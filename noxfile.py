@@ -47,6 +47,7 @@ BENCH_SCRIPTS = {
     "core": "core_overhead",
     **{name: name for name in CONNECTORS},
     "transfer": "transfer",  # cross-system: every connector, vs dlt, pandas and raw ADBC
+    "scale": "scale",  # partitioned SQL -> Parquet on threads and on 1 and 2 Dask workers
 }
 
 
@@ -152,7 +153,7 @@ def bench(session: nox.Session) -> None:
     if unknown:
         session.error(f"unknown benchmark {unknown}; choose from {', '.join(BENCH_SCRIPTS)}, all")
     for name in names:
-        if name == "transfer":
+        if name in ("transfer", "scale"):
             session.install("./shared[arrow]", *(f"./{PACKAGES[c]}" for c in CONNECTORS))
         else:
             _install(session, name)
