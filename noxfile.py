@@ -41,8 +41,10 @@ PACKAGES = {
     **{name: f"connectors/{name}" for name in CONNECTORS},
     **{name: f"plugins/{name}" for name in PLUGINS},
 }
-TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "cloudpickle>=3"]
-HARNESS_REQS = "tests/services/requirements.txt"
+# flowport-testing (plugins/testing): the prefect_server fixture and an isolated Prefect home.
+TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "cloudpickle>=3", "./plugins/testing"]
+#: The real-service harness (flowport-testing) with the clients and Dask the tests use.
+HARNESS = "./plugins/testing[clients,dask]"
 BENCH_SCRIPTS = {
     "core": "core_overhead",
     **{name: name for name in CONNECTORS},
@@ -65,7 +67,8 @@ def _install(session: nox.Session, package: str, *, integration: bool = False) -
     session.install(*paths, *TEST_TOOLS)
     _requirements(session, f"tests/{package}/requirements.txt")
     if integration:
-        _requirements(session, HARNESS_REQS, f"tests/{package}/requirements-integration.txt")
+        session.install(HARNESS)
+        _requirements(session, f"tests/{package}/requirements-integration.txt")
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:
@@ -103,16 +106,17 @@ for _package in PACKAGES:
 @nox.session(name="integration-harness")
 def integration_harness(session: nox.Session) -> None:
     """The harness's own tests: every service starts, answers, survives SIGKILL, and leaves."""
-    session.install(*TEST_TOOLS)
-    _requirements(session, HARNESS_REQS)
+    session.install(*TEST_TOOLS, HARNESS)
     _pytest(session, "tests/harness")
 
 
 @nox.session(name="integration-flows")
 def integration_flows(session: nox.Session) -> None:
     """Connectors together in real flows: every connector installed side by side."""
-    session.install("./shared[testing]", *(f"./{PACKAGES[c]}" for c in CONNECTORS), *TEST_TOOLS)
-    _requirements(session, HARNESS_REQS, "tests/flows/requirements-integration.txt")
+    session.install(
+        "./shared[testing]", *(f"./{PACKAGES[c]}" for c in CONNECTORS), *TEST_TOOLS, HARNESS
+    )
+    _requirements(session, "tests/flows/requirements-integration.txt")
     _pytest(session, "tests/flows/integration")
 
 
@@ -157,15 +161,16 @@ def bench(session: nox.Session) -> None:
             session.install("./shared[arrow]", *(f"./{PACKAGES[c]}" for c in CONNECTORS))
         else:
             _install(session, name)
-        _requirements(session, HARNESS_REQS, f"benchmarks/requirements-{name}.txt")
+        session.install(HARNESS)
+        _requirements(session, f"benchmarks/requirements-{name}.txt")
         session.run("python", f"benchmarks/{BENCH_SCRIPTS[name]}.py", *args[1:])
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """Orders: Kafka -> PostgreSQL -> Parquet on S3 and GCS, twice (harness services)."""
-    session.install("./shared", *(f"./{PACKAGES[c]}" for c in CONNECTORS))
-    _requirements(session, HARNESS_REQS, "demo/requirements.txt")
+    session.install("./shared", *(f"./{PACKAGES[c]}" for c in CONNECTORS), HARNESS)
+    _requirements(session, "demo/requirements.txt")
     session.run("python", "-m", "demo.pipeline", *session.posargs)
 
 
@@ -173,7 +178,8 @@ def _install_docs(session: nox.Session) -> None:
     """Every package (and its extras the docs use), the site tools and the harness."""
     extras = {"core": "[arrow]", "sql": "[postgres]", "kafka": "[arrow]"}
     session.install(*(f"./{path}{extras.get(p, '')}" for p, path in PACKAGES.items()), *TEST_TOOLS)
-    _requirements(session, "tests/docs/requirements.txt", HARNESS_REQS)
+    session.install(HARNESS)
+    _requirements(session, "tests/docs/requirements.txt")
 
 
 @nox.session

@@ -94,8 +94,7 @@ def main() -> int:
         rss_child(*args.rss_child)
         return 0
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.services import GcsServer
+    from flowport_testing import GcsServer
 
     size = (args.size_mib or (64 if args.quick else 1024)) * MiB
     chunk = (args.chunk_mib or (8 if args.quick else 32)) * MiB

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 # This file is called kafka.py: drop its own folder from the path so ``import kafka`` finds
-# kafka-python, not this script; the repo root goes first so ``tests.services`` imports.
+# kafka-python, not this script; the repo root goes first so ``demo`` and ``tests`` import.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))
@@ -203,7 +203,7 @@ def transfer_flowport(block: Any, topic: str, n: int, store: Any) -> None:
 
 def transfer_main(args: argparse.Namespace) -> int:
     from flowport_s3 import AwsCredentials, S3Bucket, S3Store
-    from tests.services import Harness, running
+    from flowport_testing.services import Harness, running
 
     n = args.messages or 200_000
     rounds = args.rounds or 2
@@ -278,7 +278,7 @@ def main() -> int:
     n = args.messages or (50_000 if args.quick else 1_000_000)
     args.rounds = args.rounds or (3 if args.quick else 2)
 
-    from tests.services import Harness, running
+    from flowport_testing.services import Harness, running
 
     harness = Harness()
     reused = running("kafka") is not None  # a broker someone else started stays up

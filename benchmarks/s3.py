@@ -223,7 +223,7 @@ def main(argv: list[str]) -> int:
 
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="flowport-bench-"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from tests.services import S3Server
+    from flowport_testing import S3Server
 
     # A private server, started and stopped here: Harness().up() would reuse (and its down()
     # would then stop) a server someone started with the CLI, and shared load skews timings.
@@ -277,5 +277,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.services
     sys.exit(main(sys.argv[1:]))

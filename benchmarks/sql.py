@@ -379,7 +379,7 @@ def main() -> None:
     n_load = 20_000 if args.quick else 1_000_000
     n_stream = 200_000 if args.quick else 5_000_000
 
-    from tests.services import Harness, running
+    from flowport_testing.services import Harness, running
 
     reused = running("postgres") is not None
     harness = Harness()

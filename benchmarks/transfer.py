@@ -418,7 +418,7 @@ def main() -> int:
         return child(args.child)
     only = [n for n in args.only.split(",") if n]
 
-    from tests.services import Harness
+    from flowport_testing import Harness
 
     harness = Harness()
     services = harness.up(["postgres", "s3"])

@@ -25,7 +25,7 @@ from flowport_kafka import KafkaConnection, create_topics
 from flowport_s3 import AwsCredentials, S3Bucket, S3Store
 from flowport_sql import SqlDatabase
 
-#: The services the pipeline needs (names in ``tests.services``).
+#: The services the pipeline needs (names in ``flowport_testing.SERVICES``).
 SERVICES = ["kafka", "postgres", "s3", "gcs"]
 PARTITIONS = 3
 
@@ -51,7 +51,7 @@ class Lake:
 
 
 def connect(env: Mapping[str, str]) -> Lake:
-    """Blocks for the services ``env`` describes (``python -m tests.services env``), a fresh
+    """Blocks for the services ``env`` describes (``flowport-services env``), a fresh
     topic and fresh buckets (setup only: flowport's tasks never create buckets)."""
     suffix = uuid.uuid4().hex[:8]
     s3 = S3Bucket(

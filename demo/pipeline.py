@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from demo.flow import SERVICES, connect, orders_pipeline
-    from tests.services import Harness
+    from flowport_testing import Harness
 
     harness = Harness()
     try:

@@ -1,3 +1,2 @@
-"""Cross-connector flows: every connector installed, every service from the harness."""
-
-from tests.services.fixtures import *  # noqa: F403
+"""Cross-connector flows: every connector installed, every service from flowport-testing's
+fixtures (its pytest11 entry point loads them)."""

@@ -49,7 +49,7 @@ Msg = tuple[int, int, bytes, bytes]  # partition, offset, key, value
 def kcat() -> str:
     found = shutil.which("kcat")
     if found is None:
-        from tests.services.base import apt_install
+        from flowport_testing.services.base import apt_install
 
         apt_install(["kcat"])
         found = shutil.which("kcat")

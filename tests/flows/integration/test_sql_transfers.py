@@ -30,8 +30,8 @@ from flowport.transfer import StoreSink, StoreSource, TransferResult
 from flowport.transfer_tasks import run_transfer
 from flowport_s3 import AwsCredentials, S3Bucket, S3Store
 from flowport_sql import SqlDatabase, SqlQuerySource, SqlTableSink, execute, fetch_all
-from tests.services import MariaDB
-from tests.services.base import wait_until
+from flowport_testing.services import MariaDB
+from flowport_testing.services.base import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -11,7 +11,6 @@ from pydantic import SecretStr
 
 from flowport_gcs import GcpCredentials, GcsBucket
 from tests.gcs.keys import throwaway_service_account
-from tests.services.fixtures import *  # noqa: F403
 
 
 def make_block(endpoint: str, bucket: str, project: str, **options: Any) -> GcsBucket:

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import GcsServer, Kafka, MariaDB, Postgres, S3Server, Toxiproxy, base
+from flowport_testing.services import (
+    GcsServer,
+    Kafka,
+    MariaDB,
+    Postgres,
+    S3Server,
+    Toxiproxy,
+    base,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -304,7 +312,7 @@ def test_cli_up_status_env_down(tmp_path: Path) -> None:
 
     def cli(*args: str) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "tests.services", *args],
+            [sys.executable, "-m", "flowport_testing", *args],
             cwd=REPO,
             env=env,
             capture_output=True,

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import SERVICES, Kafka, Postgres, ServiceError, _names, base, kafka, versions
+from flowport_testing.services import (
+    SERVICES,
+    Kafka,
+    Postgres,
+    ServiceError,
+    _names,
+    base,
+    kafka,
+    versions,
+)
 
 
 def test_free_port_is_bindable_on_loopback() -> None:
@@ -87,7 +96,9 @@ def test_kafka_version_env_override() -> None:
     import subprocess
     import sys
 
-    code = "from tests.services import Kafka; print(Kafka().version, Kafka().libs_dir.parent.name)"
+    code = (
+        "from flowport_testing import Kafka; print(Kafka().version, Kafka().libs_dir.parent.name)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, "FLOWPORT_KAFKA_VERSION": "4.0.0"},

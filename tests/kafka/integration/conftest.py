@@ -11,7 +11,6 @@ import pytest
 from kafka import KafkaAdminClient
 
 from flowport_kafka import KafkaConnection
-from tests.services.fixtures import *  # noqa: F403
 
 
 def block_for(bootstrap: str, **fields: Any) -> KafkaConnection:
@@ -71,7 +70,7 @@ def kcat() -> str:
     """The kcat binary (Debian package), installed on first use like the harness's services."""
     found = shutil.which("kcat")
     if found is None:
-        from tests.services.base import apt_install
+        from flowport_testing.services.base import apt_install
 
         apt_install(["kcat"])
         found = shutil.which("kcat")

@@ -24,8 +24,7 @@ from flowport.hookspecs import hookimpl
 from flowport.plugins import register, unregister
 from flowport.retry import RetryPolicy
 from flowport_kafka import Batch, KafkaConnection, Record, commit, consume, consume_into, produce
-from tests.services import Kafka, free_port
-from tests.services.toxiproxy import Proxy
+from flowport_testing.services import Kafka, Proxy, free_port
 
 from .conftest import block_for
 

@@ -381,7 +381,7 @@ def test_check_lists_topics(kafka_block: KafkaConnection, make_topic: Callable[.
 
 
 def test_check_fails_fast_on_a_dead_address() -> None:
-    from tests.services import free_port
+    from flowport_testing.services import free_port
 
     block = block_for(f"127.0.0.1:{free_port()}", bootstrap_timeout=2)
     with pytest.raises(TransientError, match="Unable to bootstrap"):
@@ -454,7 +454,7 @@ def test_flowport_check_keeps_kafka_python_quiet_unless_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flowport.cli import main
-    from tests.services import free_port
+    from flowport_testing.services import free_port
 
     env = "FLOWPORT_KAFKA_LOG_LEVEL"
 

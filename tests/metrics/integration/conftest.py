@@ -1,5 +1,3 @@
-"""Real services from the harness, and the process-wide /metrics endpoint of the plugin."""
+"""Real services from flowport-testing, and the process-wide /metrics endpoint of the plugin."""
 
 from __future__ import annotations
-
-from tests.services.fixtures import *  # noqa: F403

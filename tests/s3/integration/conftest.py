@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from flowport_s3 import AwsCredentials, S3Bucket
-from tests.services.fixtures import *  # noqa: F403
 
 
 def credentials_for(

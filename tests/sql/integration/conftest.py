@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from flowport_sql import SqlDatabase, execute
-from tests.services.fixtures import *  # noqa: F403
 
 DDL = (
     "CREATE TABLE {name} (id INTEGER PRIMARY KEY, name VARCHAR(200), "

@@ -17,7 +17,7 @@ import pytest
 from flowport import LocalStore
 from flowport.retry import RetryPolicy
 from flowport_sql import SqlDatabase, bulk_insert, execute, load_file
-from tests.services import Postgres
+from flowport_testing import Postgres
 from tests.sql.helpers import retries
 
 PATIENT = RetryPolicy(attempts=30, initial_delay=0.2, max_delay=2.0, deadline=180)

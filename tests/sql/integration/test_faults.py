@@ -19,7 +19,7 @@ from flowport.plugins import register, unregister
 from flowport.retry import RetryPolicy
 from flowport_sql import SqlDatabase, bulk_insert, execute, fetch_all, fetch_one, transaction
 from flowport_sql.db import Database
-from tests.services import Postgres
+from flowport_testing import Postgres
 from tests.sql.helpers import FAST, checksum, retries
 
 PATIENT = RetryPolicy(attempts=30, initial_delay=0.2, max_delay=2.0, deadline=180)

@@ -12,7 +12,7 @@ import pytest
 
 from flowport.errors import TransientError
 from flowport_sql import Database, SqlDatabase, execute, fetch_all, stream_query
-from tests.services import Postgres
+from flowport_testing import Postgres
 from tests.sql.helpers import FAST, retries
 
 

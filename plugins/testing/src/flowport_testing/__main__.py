@@ -1,4 +1,7 @@
-"""``python -m tests.services install|up|down|status|env|logs`` - manage harness services."""
+"""``flowport-services install|up|down|status|env|logs`` - manage the real test services.
+
+Also ``python -m flowport_testing ...``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,8 @@ import shlex
 import sys
 import time
 
-from . import SERVICES, Harness, ServiceError, running, versions
-from .base import read_state
+from .services import SERVICES, Harness, ServiceError, running, versions
+from .services.base import read_state
 
 
 def _fallbacks() -> str:
@@ -19,7 +22,7 @@ def _fallbacks() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.services", description=__doc__)
+    parser = argparse.ArgumentParser(prog="flowport-services", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     for cmd, nargs, help_ in [
         ("install", "*", "install/cache without starting"),

@@ -1,6 +1,7 @@
-"""Session-scoped pytest fixtures for the real services.
+"""Session-scoped pytest fixtures: the real services and a Prefect test server.
 
-Load with ``pytest_plugins = ["tests.services.fixtures"]``. A service the CLI left running
+Installing flowport-testing loads them into every pytest run (``pytest11`` entry point
+``flowport``; ``-p no:flowport`` switches them off). A service the CLI left running
 (state file: alive PID and healthy) is reused and left running; otherwise the fixture
 starts one and stops it at session end. A service that cannot be installed or started
 raises, so the test ERRORs with the log tail: never a skip.
@@ -12,7 +13,29 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import SERVICES, GcsServer, Kafka, MariaDB, Postgres, S3Server, Service, Toxiproxy, running
+from .services import (
+    SERVICES,
+    DaskCluster,
+    GcsServer,
+    Kafka,
+    MariaDB,
+    Postgres,
+    S3Server,
+    Service,
+    Toxiproxy,
+    running,
+)
+
+__all__ = [
+    "dask_cluster",
+    "gcs_server",
+    "kafka",
+    "mariadb",
+    "postgres",
+    "prefect_server",
+    "s3_server",
+    "toxiproxy",
+]
 
 
 def _service(name: str) -> Iterator[Service]:
@@ -67,3 +90,23 @@ def gcs_server() -> Iterator[GcsServer]:
 def toxiproxy() -> Iterator[Toxiproxy]:
     """toxiproxy API server: ``.proxy(name, upstream)``, ``.proxy_for(service)``."""
     yield from _service("toxiproxy")  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[DaskCluster]:
+    """Dask scheduler + 2 worker processes: ``.address`` for ``DaskTaskRunner(address=...)``."""
+    yield from _service("dask")  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """One Prefect test server (``prefect_test_harness``) for the session; yields its API URL.
+
+    Flows and tasks the tests run report to it, never to your own server or Prefect Cloud.
+    Starting one takes seconds, hence once per session.
+    """
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())

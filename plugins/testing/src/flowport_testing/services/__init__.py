@@ -1,11 +1,12 @@
 """Real-service test harness: PostgreSQL, MariaDB, Kafka, an S3 server, a GCS emulator and
 toxiproxy, installed into ``~/.cache/flowport`` and run on free 127.0.0.1 ports.
 
-    from tests.services import Harness
+    from flowport_testing.services import Harness
     services = Harness().up(["kafka", "s3"])
     services["kafka"].bootstrap_servers
 
-Pytest fixtures live in ``tests.services.fixtures``; the CLI is ``python -m tests.services``.
+Pytest fixtures live in ``flowport_testing.fixtures`` (loaded by the ``pytest11`` entry point);
+the CLI is ``python -m flowport_testing`` (or ``flowport-services``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "CACHE_DIR",
     "SERVICES",
     "STATE_FILE",
+    "DaskCluster",
     "GcsServer",
     "Harness",
     "Kafka",

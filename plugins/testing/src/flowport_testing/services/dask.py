@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,6 +43,11 @@ def _installed(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return DASK_VERSION
+
+
+def _gone(pid: int) -> Callable[[], bool]:
+    """True once the process group ``pid`` has no process left."""
+    return lambda: not group_alive(pid)
 
 
 class DaskCluster(Service):
@@ -206,7 +212,7 @@ class DaskCluster(Service):
                 proc.wait(10)
         for pid in self.worker_pids.values():
             if pid is not None:
-                wait_until(lambda p=pid: not group_alive(p), 10, "dask workers to exit")
+                wait_until(_gone(pid), 10, "dask workers to exit")
         self._worker_procs.clear()
         self.worker_pids = {}
 

@@ -22,7 +22,7 @@ class MariaDB(Service):
     kind: ClassVar[str] = "mariadb"
     version = versions.MARIADB_VERSION
     user = "flowport"
-    password = "flowport"
+    password = "flowport"  # noqa: S105  (a throw-away server on 127.0.0.1)
     database = "flowport"
 
     @property

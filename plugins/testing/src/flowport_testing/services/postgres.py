@@ -27,7 +27,7 @@ class Postgres(Service):
     version = versions.POSTGRES_MAJOR
     stop_signal: ClassVar[signal.Signals] = signal.SIGINT  # fast shutdown; SIGTERM waits
     user = "flowport"
-    password = "flowport"
+    password = "flowport"  # noqa: S105  (a throw-away server on 127.0.0.1)
     database = "flowport"
 
     @property

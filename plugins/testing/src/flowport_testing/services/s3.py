@@ -20,7 +20,7 @@ class S3Server(Service):
     kind: ClassVar[str] = versions.S3_IMPL
     version = versions.VERSITYGW_VERSION
     access_key = "flowport-test"
-    secret_key = "flowport-test-secret-key"
+    secret_key = "flowport-test-secret-key"  # noqa: S105  (a throw-away server on 127.0.0.1)
     region = "us-east-1"
 
     @property
