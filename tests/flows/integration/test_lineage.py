@@ -26,6 +26,7 @@ from flowport_kafka import KafkaConnection, consume_to_store, create_topics, pro
 from flowport_s3 import AwsCredentials, S3Bucket, S3Store
 from flowport_s3 import tasks as s3_tasks
 from flowport_sql import SqlDatabase, SqlQuerySource, SqlTableSink, execute, export_query, fetch_all
+from flowport_sql import lineage as sql_lineage
 from tests.core.unit.test_lineage import asset_events, related_assets
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -262,3 +263,42 @@ def test_object_tasks_report_objects_and_local_files(
     (gcs,) = asset_events(f"gs://{gcs_name}/g/b.bin")
     assert gcs["event"] == MATERIALIZED and gcs["payload"]["bytes"] == 10
     _no_secrets([uploaded, copied, downloaded, gcs], "no-role", s3_server)
+
+
+@pytest.mark.parametrize(
+    ("sql", "reads", "writes"),
+    [
+        (
+            "SELECT * FROM orders o JOIN sales.customers c ON o.c = c.id",
+            ["orders", "sales.customers"],
+            [],
+        ),
+        ("SELECT extract(year FROM ts), substring(name FROM 2) FROM orders", ["orders"], []),
+        ("WITH recent AS (SELECT * FROM orders) SELECT * FROM recent", ["orders"], []),
+        ("INSERT INTO agg SELECT id FROM orders", ["orders"], ["agg"]),
+        (
+            "UPDATE orders SET total = 0 WHERE id IN (SELECT id FROM refunds)",
+            ["refunds"],
+            ["orders"],
+        ),
+        ('DELETE FROM "Odd Name"', [], ['"Odd Name"']),
+    ],
+)
+def test_sql_tables_come_from_parsing_the_statement(
+    sql: str, reads: list[str], writes: list[str]
+) -> None:
+    db = SqlDatabase(url=f"postgresql+psycopg://alice:{PASSWORD}@db.example:5432/shop")
+
+    def key(name: str) -> str:
+        schema, _, table = name.strip('"').rpartition(".")
+        return f"postgresql://db.example:5432/shop/{schema or 'public'}.{table}"
+
+    assert sql_lineage.tables(db, sql) == ([key(t) for t in reads], [key(t) for t in writes])
+
+
+def test_sql_that_cannot_be_parsed_reads_the_whole_database() -> None:
+    db = SqlDatabase(url=f"postgresql+psycopg://alice:{PASSWORD}@db.example:5432/shop")
+    assert sql_lineage.tables(db, "VACUUM (((") is None
+    assert sql_lineage.query_reads(db, "VACUUM (((") == ["postgresql://db.example:5432/shop"]
+    lite = SqlDatabase(url="sqlite:////data/x.db")
+    assert sql_lineage.query_reads(lite, "SELECT * FROM t") == ["sqlite:///data/x.db/t"]
