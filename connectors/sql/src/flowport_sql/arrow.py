@@ -756,14 +756,15 @@ class ArrowLoader:
             return adbc_unit(
                 self.db, lambda conn: self._ingest(conn, open_batches()), self.statement, self._keep
             )
-        return self.db.unit(lambda conn: self._write(conn, open_batches()), self.statement)
+        return self.db.unit(lambda conn: self.write(conn, open_batches()), self.statement)
 
     def _ingest(self, conn: Any, batches: Iterable[pa.RecordBatch]) -> int:
         return adbc_ingest(
             conn, self.target.name, self.target.schema, self._fitted(batches), "append"
         )
 
-    def _write(self, conn: Connection, batches: Iterable[pa.RecordBatch]) -> int:
+    def write(self, conn: Connection, batches: Iterable[pa.RecordBatch]) -> int:
+        """``batches`` on ``conn`` (COPY or executemany; not ADBC), in its open transaction."""
         rows = 0
         if self.method == "copy":
             prep = self.db.engine.dialect.identifier_preparer

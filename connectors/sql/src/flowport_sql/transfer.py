@@ -45,7 +45,6 @@ from sqlalchemy import (
     Text,
     Time,
     delete,
-    insert,
     select,
 )
 from sqlalchemy.dialects import mysql
@@ -54,7 +53,7 @@ from flowport.errors import InvalidInput, NotFound
 from flowport.retry import RetryPolicy
 from flowport.transfer import Extract, LoadResult, decode_cursor, encode_cursor
 from flowport_sql import errors
-from flowport_sql.arrow import open_arrow, pyarrow, python_rows
+from flowport_sql.arrow import ArrowLoader, open_arrow, pyarrow, python_rows
 from flowport_sql.blocks import SqlDatabase
 from flowport_sql.db import Database
 
@@ -408,6 +407,11 @@ class SqlTableSink:
         now = dt.datetime.now(dt.timezone.utc)
         if naive:
             now = now.replace(tzinfo=None)
+        parts = list(parts)
+        appender = None
+        if target is not None and upsert_stmt is None and parts:
+            # PostgreSQL: binary COPY in this transaction; elsewhere executemany.
+            appender = ArrowLoader(db, target, parts[0].schema.names, self.uri, method="copy")
 
         def work(conn: Connection) -> int:
             current = conn.execute(
@@ -419,8 +423,10 @@ class SqlTableSink:
             if target is not None:
                 if replace:
                     conn.execute(delete(target))
-                for batch in parts:
-                    count += self._write(db, conn, target, batch, naive, upsert_stmt)
+                if appender is not None:
+                    count += appender.write(conn, parts)
+                for batch in parts if upsert_stmt is not None else ():
+                    count += self._upsert(db, conn, batch, naive, upsert_stmt)
             conn.execute(
                 state_stmt,
                 {"name": name, "upper_json": encoded, "updated_at": now},
@@ -429,40 +435,20 @@ class SqlTableSink:
 
         return int(db.unit(work, f"load into {self.uri}", idempotent=True))
 
-    def _write(
-        self,
-        db: Database,
-        conn: Connection,
-        target: Table,
-        batch: pa.RecordBatch,
-        naive: bool,
-        upsert: Any,
+    def _upsert(
+        self, db: Database, conn: Connection, batch: pa.RecordBatch, naive: bool, upsert: Any
     ) -> int:
         names = batch.schema.names
         rows = python_rows(batch, naive_utc=naive)
-        if upsert is None and db.dialect == "postgresql" and db.engine.dialect.driver == "psycopg":
-            prep = db.engine.dialect.identifier_preparer
-            sql = (
-                f"COPY {prep.format_table(target)} "
-                f"({', '.join(prep.quote(n) for n in names)}) FROM STDIN"
-            )
-            raw: Any = conn.connection.driver_connection
-            with raw.cursor() as cur, cur.copy(sql) as cp:
-                for row in rows:
-                    cp.write_row(row)
-            return len(rows)
-        cols = db.columns(target, names)
+        table, keys = upsert
+        cols = db.columns(table, names)
         params = [{c.key: v for c, v in zip(cols, row, strict=True)} for row in rows]
-        if upsert is None:
-            conn.execute(insert(target), params)
-        else:
-            table, keys = upsert
-            updates = [c for c in cols if c.name not in {k.name for k in keys}]
-            positions = [names.index(k.name) for k in keys]
-            latest: dict[tuple[Any, ...], dict[str, Any]] = {}
-            for row, param in zip(rows, params, strict=True):
-                latest[tuple(row[i] for i in positions)] = param
-            conn.execute(db._upsert_statement(table, keys, updates), list(latest.values()))
+        updates = [c for c in cols if c.name not in {k.name for k in keys}]
+        positions = [names.index(k.name) for k in keys]
+        latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row, param in zip(rows, params, strict=True):
+            latest[tuple(row[i] for i in positions)] = param
+        conn.execute(db._upsert_statement(table, keys, updates), list(latest.values()))
         return len(rows)
 
 
