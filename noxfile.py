@@ -144,6 +144,7 @@ def typing_(session: nox.Session) -> None:
         *TEST_TOOLS,
         "mypy>=1.13",
         "pyright",
+        "pyarrow>=19",  # the snippets type Arrow results (stream_query(format="arrow"))
     )
     _pytest(session, "tests/typing")
 
