@@ -215,4 +215,21 @@ def test_example_runs(
     script = tmp_path / f"{example.path.stem}_{example.line}.py"
     # Blank lines up to the block's line, so a traceback points at the line in the page.
     script.write_text("\n" * example.line + example.code)
-    runpy.run_path(str(script), run_name="__main__")  # the example's own asserts check it
+    try:
+        runpy.run_path(str(script), run_name="__main__")  # the example's own asserts check it
+    finally:
+        if "kafka" in example.services:
+            _close_kafka_clients()
+
+
+def _close_kafka_clients() -> None:
+    """Close the clients the example's blocks built: their background threads would otherwise
+    outlive the broker and log connection errors until the interpreter exits."""
+    import gc
+
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    for obj in gc.get_objects():
+        if isinstance(obj, KafkaProducer | KafkaConsumer | KafkaAdminClient):
+            with contextlib.suppress(Exception):
+                obj.close()
