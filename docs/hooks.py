@@ -105,3 +105,13 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
     if MIGRATION_MARK in markdown:
         markdown = markdown.replace(MIGRATION_MARK, block_migrations())
     return markdown
+
+
+def on_post_build(config: Any, **_: Any) -> None:
+    """Publish the packaged block logos where the blocks' ``_logo_url`` points (``logos/``)."""
+    from flowport.blocks import logo_svg
+
+    logos = Path(config.site_dir) / "logos"
+    logos.mkdir(parents=True, exist_ok=True)
+    for package in ("flowport", "flowport_s3", "flowport_gcs", "flowport_sql", "flowport_kafka"):
+        (logos / f"{package}.svg").write_text(logo_svg(package), encoding="utf-8")
