@@ -253,3 +253,19 @@ def test_copy_between_materializes_each_copy(tmp_path: Path) -> None:
     assert event["event"] == "prefect.asset.materialization.succeeded"
     assert related_assets(event) == {store_uri(source, keys[0])}
     assert event["payload"]["objects"] == 1
+
+
+class BrokenLineage(Echo):
+    """A task whose lineage declaration has a bug."""
+
+    def lineage(self, arguments: dict[str, Any], result: Any) -> Lineage:
+        raise KeyError("no such argument")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_broken_lineage_declaration_never_fails_the_task() -> None:
+    @flow
+    def moved() -> int:
+        return BrokenLineage()(7)
+
+    assert moved() == 7
