@@ -34,19 +34,12 @@ from flowport.store import ObjectStore
 from flowport_s3 import AwsCredentials, S3Bucket, S3Store
 from flowport_sql import SqlDatabase
 from flowport_sql.partitioned import extract_partitioned
-from tests.services import DaskCluster, Service
-from tests.services.fixtures import _service
+from tests.services import DaskCluster
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 Row = tuple[Any, ...]
 COLUMNS = ("id", "k", "updated_at", "amount", "name", "payload")
-
-
-@pytest.fixture(scope="session")
-def dask_cluster() -> Iterator[Service]:
-    """The harness's Dask cluster: scheduler + 2 workers (``.address``, ``.kill_worker(n)``)."""
-    yield from _service("dask")
 
 
 @pytest.fixture
