@@ -228,11 +228,12 @@ def test_postgres_to_parquet_on_s3_incremental_twice_then_parquet_to_mariadb_ups
     assert [len(r) for r in runs] == [3, 1]
     loaded = 0
     for n, keys in enumerate(runs):
-        loaded += move(StoreSource(bucket.store, keys=keys), into, f"from-s3-{n}").rows
-        assert into.state(f"from-s3-{n}") == keys[-1]
+        # state names are per database: the target in the name keeps reruns on reused servers apart
+        loaded += move(StoreSource(bucket.store, keys=keys), into, f"{target}-{n}").rows
+        assert into.state(f"{target}-{n}") == keys[-1]
     assert loaded == 5_500 + updated
     assert _maria_rows(mariadb, target) == _pg_rows(pg, table)
-    again = move(StoreSource(bucket.store, keys=runs[1]), into, "from-s3-1")
+    again = move(StoreSource(bucket.store, keys=runs[1]), into, f"{target}-1")
     assert again.rows == 0
     assert _maria_rows(mariadb, target) == _pg_rows(pg, table)
 
@@ -244,13 +245,13 @@ def test_postgres_to_mariadb_direct_upsert_incremental(
     target = f"dst_{uuid.uuid4().hex[:10]}"
     source = SqlQuerySource(pg, table=table, cursor="updated_at", batch_rows=500)
     sink = SqlTableSink(maria, target, mode="upsert", key=["id"], commit_rows=700)
-    assert move(source, sink, "direct").rows == 3_000
+    assert move(source, sink, f"{target}-direct").rows == 3_000
     assert _maria_rows(mariadb, target) == _pg_rows(pg, table)
-    mark = sink.state("direct")
+    mark = sink.state(f"{target}-direct")
     assert mark == max(r[1] for r in _pg_rows(pg, table)).replace(tzinfo=dt.timezone.utc)
 
     updated = _update(pg, table, every=7)
-    assert move(source, sink, "direct").rows == updated
+    assert move(source, sink, f"{target}-direct").rows == updated
     assert _maria_rows(mariadb, target) == _pg_rows(pg, table)
 
 
@@ -301,14 +302,14 @@ def test_sigkill_mariadb_mid_load_then_rerun_loses_and_duplicates_nothing(
 
     def first_run() -> None:
         try:
-            move(source, sink, "crash")
+            move(source, sink, f"{target}-crash")
         except BaseException as exc:  # the flow fails: that is the point
             failure.append(exc)
 
     runner = threading.Thread(target=first_run)
     runner.start()
     wait_until(
-        lambda: sink.state("crash") is not None or not runner.is_alive(),
+        lambda: sink.state(f"{target}-crash") is not None or not runner.is_alive(),
         timeout=300,
         what="a first part committed",
     )
@@ -320,7 +321,7 @@ def test_sigkill_mariadb_mid_load_then_rerun_loses_and_duplicates_nothing(
     own_mariadb.restart()
     sink_db.dispose()
 
-    mark = sink.state("crash")
+    mark = sink.state(f"{target}-crash")
     committed = _maria_rows(own_mariadb, target)
     assert 0 < len(committed) < 200_000
     # What is committed is exactly the rows up to the mark: a part never ends inside a run
@@ -329,7 +330,7 @@ def test_sigkill_mariadb_mid_load_then_rerun_loses_and_duplicates_nothing(
     upto = [r for r in expected if r[1] <= mark.astimezone(dt.timezone.utc).replace(tzinfo=None)]
     assert sorted(committed) == upto
 
-    rerun = move(source, sink, "crash")
+    rerun = move(source, sink, f"{target}-crash")
     assert rerun.lower == mark
     assert rerun.rows == 200_000 - len(committed)
     after = _maria_rows(own_mariadb, target)
@@ -364,16 +365,16 @@ def test_schema_drift_between_runs_names_the_column_and_writes_nothing(
     target = f"dst_{uuid.uuid4().hex[:10]}"
     source = SqlQuerySource(pg, table=table, cursor="updated_at", batch_rows=200)
     sink = SqlTableSink(maria, target, mode="upsert", key=["id"], commit_rows=200)
-    assert move(source, sink, "drift").rows == 800
-    before, mark = _maria_rows(mariadb, target), sink.state("drift")
+    assert move(source, sink, f"{target}-drift").rows == 800
+    before, mark = _maria_rows(mariadb, target), sink.state(f"{target}-drift")
 
     execute.fn(pg, f"ALTER TABLE {table} ADD COLUMN discount numeric(5,2)")
     _update(pg, table, every=5)
     with pytest.raises(InvalidInput, match="'discount'") as info:
-        move(source, sink, "drift")
+        move(source, sink, f"{target}-drift")
     assert "schema drift" in str(info.value)
     assert _maria_rows(mariadb, target) == before
-    assert sink.state("drift") == mark
+    assert sink.state(f"{target}-drift") == mark
     rows = fetch_all.fn(maria, f"SELECT count(*) AS n FROM {target}")
     assert rows == [{"n": 800}]
 
