@@ -228,10 +228,12 @@ def build(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Everything CI runs: lint, types, every unit and integration session."""
-    names = ["lint", "types", "typing", *(f"unit-{p}" for p in PACKAGES), "integration-harness"]
-    names.append("integration-flows")
+    """Everything CI runs: lint, types, docs, packaging, every unit and integration session,
+    the docs' examples and the browser check of Prefect's UI."""
+    names = ["lint", "types", "typing", "docs", "build", *(f"unit-{p}" for p in PACKAGES)]
+    names += ["integration-harness", "integration-flows"]
     names += [f"integration-{p}" for p in PACKAGES if (ROOT / "tests" / p / "integration").is_dir()]
+    names += ["docs-examples", "browser"]
     for name in names:
         session.notify(name)
 
