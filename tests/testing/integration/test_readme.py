@@ -28,7 +28,7 @@ def test_the_users_flow_test_in_the_readme_passes(
     # pytester points HOME at its temp dir: keep the services' cache (else a cold install).
     monkeypatch.setenv("FLOWPORT_CACHE_DIR", str(CACHE_DIR))
     code = _example("user-flow-test")
-    assert "def test_export_table(postgres, s3_server, prefect_server)" in code
+    assert "def test_export_users(postgres_db, s3_server, s3_bucket, prefect_server)" in code
     pytester.makepyfile(test_export_flow=code)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", timeout=600)
     result.assert_outcomes(passed=1)

@@ -15,9 +15,11 @@ import flowport_testing
 
 FIXTURES = [
     "postgres",
+    "postgres_db",
     "mariadb",
     "kafka",
     "s3_server",
+    "s3_bucket",
     "gcs_server",
     "toxiproxy",
     "dask_cluster",

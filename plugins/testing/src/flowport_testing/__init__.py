@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .fresh import fresh_bucket, fresh_database
 from .services import (
     SERVICES,
     DaskCluster,
@@ -45,6 +46,8 @@ __all__ = [
     "ServiceError",
     "Toxic",
     "Toxiproxy",
+    "fresh_bucket",
+    "fresh_database",
 ]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from .fresh import fresh_bucket, fresh_database
 from .services import (
     SERVICES,
     DaskCluster,
@@ -32,7 +33,9 @@ __all__ = [
     "kafka",
     "mariadb",
     "postgres",
+    "postgres_db",
     "prefect_server",
+    "s3_bucket",
     "s3_server",
     "toxiproxy",
 ]
@@ -90,6 +93,20 @@ def gcs_server() -> Iterator[GcsServer]:
 def toxiproxy() -> Iterator[Toxiproxy]:
     """toxiproxy API server: ``.proxy(name, upstream)``, ``.proxy_for(service)``."""
     yield from _service("toxiproxy")  # type: ignore[misc]
+
+
+@pytest.fixture
+def postgres_db(postgres: Postgres) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped after): its libpq URL."""
+    with fresh_database(postgres) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A fresh, empty bucket on the S3 server for one test (removed after): its name."""
+    with fresh_bucket(s3_server) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,9 @@ from .fixtures import (  # noqa: F401  (pytest registers the fixtures it finds h
     kafka,
     mariadb,
     postgres,
+    postgres_db,
     prefect_server,
+    s3_bucket,
     s3_server,
     toxiproxy,
 )
