@@ -245,7 +245,7 @@ def browser(session: nox.Session) -> None:
 
     A real ``prefect server start``, PostgreSQL and the S3 gateway from the harness; Debian's
     chromium driven by Playwright (``/usr/bin/chromium``, provisioned by ``python -m
-    tests.services install all``; no browser download). Screenshots: tests/browser/output/.
+    flowport_testing install all``; no browser download). Screenshots: tests/browser/output/.
     """
     session.install(
         "./shared",
