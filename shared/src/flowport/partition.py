@@ -302,8 +302,6 @@ class CopyShard(TransferTaskBase):
     (listed here, on the worker). Streamed and SHA-256 verified; the unit of retry is the
     shard, and a rerun (a retry, or a Dask worker lost mid-task) overwrites the same keys."""
 
-    payload_params = ("keys",)
-
     def run(
         self,
         source: ObjectStore,
@@ -320,7 +318,36 @@ class CopyShard(TransferTaskBase):
         return self.retrying(unit)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """One unit of a sharded copy: the ``keys`` of a listing page, or a ``prefix`` to list."""
+
+    keys: tuple[str, ...] | None = None
+    prefix: str | None = None
+
+
+class ListShards(TransferTaskBase):
+    """List ``prefix`` in ``source`` and cut it into shards (:func:`shard_listing` pages, or
+    with ``by="prefix"`` one shard per sub-prefix plus pages of the loose keys). A task of its
+    own, so the flow process never opens the store: a store that opened its client may not
+    pickle to a distributed worker."""
+
+    def run(
+        self, source: ObjectStore, prefix: str = "", by: str = "pages", max_keys: int = 1000
+    ) -> list[Shard]:
+        def unit() -> list[Shard]:
+            if by == "pages":
+                pages = shard_listing(source.list(prefix), max_keys)
+                return [Shard(keys=tuple(page)) for page in pages]
+            subs, loose = shard_prefixes(source, prefix)
+            pages = shard_listing((ObjectInfo(k, 0) for k in loose), max_keys)
+            return [Shard(prefix=sub) for sub in subs] + [Shard(keys=tuple(p)) for p in pages]
+
+        return self.retrying(unit)
+
+
 copy_shard = CopyShard()
+list_shards = ListShards()
 
 
 @dataclass(frozen=True)
@@ -347,26 +374,26 @@ def copy_sharded(
     """Copy everything under ``prefix`` from ``source`` to ``target`` as independent
     :data:`copy_shard` tasks on the current flow's task runner (call it inside a flow).
 
-    ``by="pages"``: this process lists, and each page of ``max_keys`` keys is one task.
-    ``by="prefix"``: one level is listed here, and each sub-prefix is a task that lists and
-    copies its own part (listing spread over the workers too); loose keys go in pages.
+    ``by="pages"``: one task lists, and each page of ``max_keys`` keys is one copy task.
+    ``by="prefix"``: one level is listed, and each sub-prefix is a task that lists and copies
+    its own part (the listing spread over the workers too); loose keys go in pages.
     """
     if by not in ("pages", "prefix"):
         raise InvalidInput(f"copy_sharded: by must be 'pages' or 'prefix', not {by!r}")
     started = time.perf_counter()
-
-    def submit(keys: list[str] | None = None, sub: str | None = None) -> Any:
-        return copy_shard.submit(
-            source, target, keys=keys, prefix=sub, concurrency=concurrency, verify=verify
+    # on the task runner (a worker), not here: the flow process never opens the stores
+    shards = list_shards.submit(source, prefix, by=by, max_keys=max_keys).result()
+    futures = [
+        copy_shard.submit(
+            source,
+            target,
+            keys=None if shard.keys is None else list(shard.keys),
+            prefix=shard.prefix,
+            concurrency=concurrency,
+            verify=verify,
         )
-
-    if by == "pages":
-        futures = [submit(keys=page) for page in shard_listing(source.list(prefix), max_keys)]
-    else:
-        subs, loose = shard_prefixes(source, prefix)
-        futures = [submit(sub=sub) for sub in subs]
-        pages = shard_listing((ObjectInfo(k, 0) for k in loose), max_keys)
-        futures += [submit(keys=page) for page in pages]
+        for shard in shards
+    ]
     results = [f.result() for f in futures]
     copied = [k for r in results for k in r.copied]
     if len(set(copied)) != len(copied):
@@ -395,8 +422,6 @@ class WriteManifest(TransferTaskBase):
     """Publish the manifest of a partitioned output once every part is written, and drop
     parts of other plans; one small idempotent put, retried on transient store errors."""
 
-    payload_params = ("parts",)
-
     def run(
         self,
         store: ObjectStore,
@@ -422,12 +447,15 @@ __all__ = [
     "MANIFEST",
     "CopyShard",
     "KeyRange",
+    "ListShards",
     "Manifest",
     "PartResult",
+    "Shard",
     "ShardedCopyResult",
     "WriteManifest",
     "copy_shard",
     "copy_sharded",
+    "list_shards",
     "manifest_key",
     "part_key",
     "ranges_from_cuts",

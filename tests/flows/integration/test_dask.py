@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import threading
 import time
 import uuid
@@ -25,12 +26,20 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 from distributed import Client
-from prefect import flow
+from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
-from flowport.partition import Manifest
+from flowport.partition import Manifest, ShardedCopyResult, copy_sharded
 from flowport.store import ObjectStore
+from flowport_kafka import (
+    ConsumeToStoreResult,
+    KafkaConnection,
+    Record,
+    consume_to_store,
+    create_topics,
+    produce,
+)
 from flowport_s3 import AwsCredentials, S3Bucket, S3Store
 from flowport_sql import SqlDatabase
 from flowport_sql.partitioned import extract_partitioned
@@ -258,3 +267,106 @@ def test_worker_sigkilled_mid_part_the_part_reruns_on_the_other_worker_nothing_l
     assert [(p.rows, p.sha256) for p in manifest.parts] == [
         (p.rows, p.sha256) for p in reference.parts
     ]
+
+
+# -- store copy sharded by listing pages and by prefix ------------------------------------------
+
+
+@flow
+def mirror(source: ObjectStore, target: ObjectStore, by: str) -> ShardedCopyResult:
+    return copy_sharded(source, target, "raw", by=by, max_keys=5)
+
+
+def test_sharded_copy_by_pages_and_by_prefix_on_dask_and_threads_every_object_once(
+    cluster: DaskCluster, s3_server: Any
+) -> None:
+    source = Bucket(s3_server)
+    objects = {f"raw/{d}/{i:03d}.bin": os.urandom(1000 + i) for d in "abc" for i in range(12)}
+    objects.update({f"raw/top-{i}.bin": os.urandom(500) for i in range(3)})
+    for key, body in objects.items():
+        source.put(key, body)
+    source.put("other/outside.bin", b"not under the prefix")
+    shards = {"pages": 8, "prefix": 4}  # 39 keys in pages of 5; 3 sub-prefixes + 1 page
+    for label, runner in _runners(cluster).items():
+        for by, count in shards.items():
+            target = Bucket(s3_server)
+            result = mirror.with_options(task_runner=runner)(source.store, target.store, by)
+            assert (result.shards, result.verified) == (count, "sha256"), (label, by)
+            assert sorted(result.copied) == sorted(objects)  # each once (copy_sharded checks)
+            assert target.keys("") == sorted(objects), (label, by)
+            for key, body in objects.items():
+                assert hashlib.sha256(target.get(key)).digest() == hashlib.sha256(body).digest()
+
+
+# -- Kafka: N group members splitting the partitions -------------------------------------------
+
+
+@flow
+def drain(
+    broker: KafkaConnection, topic: str, group: str, store: ObjectStore, prefix: str
+) -> list[ConsumeToStoreResult]:
+    futures = consume_to_store.map(
+        broker,
+        unmapped(topic),
+        unmapped(group),
+        unmapped(store),
+        unmapped(prefix),
+        member=[0, 1],
+        members=unmapped(2),
+        max_messages=unmapped(400),
+    )
+    return [f.result() for f in futures]
+
+
+def _independent_read(bootstrap: str, topic: str) -> set[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every message, read by kafka-python without a group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        out: set[tuple[int, int, bytes]] = set()
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            for records in consumer.poll(timeout_ms=1000).values():
+                out.update((r.partition, r.offset, r.value) for r in records)
+        return out
+    finally:
+        consumer.close()
+
+
+def test_kafka_two_members_on_dask_and_threads_split_partitions_every_message_once(
+    cluster: DaskCluster, kafka: Any, s3_server: Any
+) -> None:
+    setup = KafkaConnection(bootstrap_servers=kafka.bootstrap_servers, client_id="dask-setup")
+    topic = f"dask-{uuid.uuid4().hex[:8]}"
+    create_topics.fn(setup, topic, partitions=4)
+    produce.fn(setup, topic, [Record(b"v-%d" % i, key=b"k-%d" % i) for i in range(3000)])
+    setup.close()
+    produced = _independent_read(kafka.bootstrap_servers, topic)
+    assert len(produced) == 3000
+    bucket = Bucket(s3_server)
+    for label, runner in _runners(cluster).items():
+        broker = KafkaConnection(bootstrap_servers=kafka.bootstrap_servers, client_id=label)
+        results = drain.with_options(task_runner=runner)(
+            broker, topic, f"group-{label}-{uuid.uuid4().hex[:6]}", bucket.store, label
+        )
+        stored: list[tuple[int, int, bytes]] = []
+        for member, result in enumerate(results):
+            assert result.messages > 0
+            for key in bucket.keys(f"{label}/"):
+                if "_flowport_state" in key or f"-m{member}-" not in key:
+                    continue
+                table = pq.read_table(io.BytesIO(bucket.get(key)))
+                rows = zip(
+                    *(table.column(c).to_pylist() for c in ("partition", "offset", "value")),
+                    strict=True,
+                )
+                batch = [(int(p), int(o), bytes(v)) for p, o, v in rows]
+                # member i of 2 reads partitions i and i + 2 only
+                assert {p % 2 for p, _, _ in batch} == {member}, key
+                stored += batch
+        assert len(stored) == len(set(stored)) == 3000, f"{label}: doubled or lost"
+        assert set(stored) == produced, label
