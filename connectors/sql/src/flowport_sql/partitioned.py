@@ -222,7 +222,10 @@ def extract_partitioned(
     the equal-width plan; they must cover every key.
     """
     if ranges is None:
-        ranges = plan_key_ranges(database, table, column, partitions, schema=schema)
+        # Every step on the task runner: the flow process never opens the database or the
+        # store (a store that opened its client may not pickle to a distributed worker).
+        plan = plan_key_ranges.submit(database, table, column, partitions, schema=schema)
+        ranges = plan.result()
     total = len(ranges)
     futures = [
         extract_partition.submit(
@@ -240,9 +243,8 @@ def extract_partitioned(
         for key_range in ranges
     ]
     parts = [future.result() for future in futures]
-    return write_manifest_task(
-        store, prefix, parts, source=table_url(database, table, schema), column=column
-    )
+    source = table_url(database, table, schema)
+    return write_manifest_task.submit(store, prefix, parts, source=source, column=column).result()
 
 
 __all__ = [
