@@ -75,6 +75,14 @@ def _whole(value: Any) -> Any:
     return unmapped(value) if isinstance(value, BaseModel) else value
 
 
+
+class _Payload(opaque):
+    """Prefect's ``opaque`` that survives pickling: Prefect's annotations come back from pickle
+    (Dask, process pools) wrapping a 1-tuple, so a task on a Dask worker got ``(rows,)``."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.unwrap(),))
+
 class RetryingTask(abc.ABC):
     """A prebuilt Prefect task whose idempotent units retry transient errors only.
 
@@ -290,12 +298,12 @@ class RetryingTask(abc.ABC):
         """Wrap payload arguments in ``opaque`` so Prefect does not traverse them."""
         if self.payload_params:
             args = tuple(
-                opaque(a) if i in self._payload_positions.values() else a
+                _Payload(a) if i in self._payload_positions.values() else a
                 for i, a in enumerate(args)
             )
             for name in self.payload_params:
                 if name in kwargs:
-                    kwargs[name] = opaque(kwargs[name])
+                    kwargs[name] = _Payload(kwargs[name])
         return args
 
     def __call__(self: _Runs[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

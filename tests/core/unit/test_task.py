@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import pickle
 import uuid
 
 import cloudpickle
@@ -14,7 +15,8 @@ from prefect.context import TaskRunContext
 from flowport import NotFound, RetryPolicy
 from flowport.hookspecs import hookimpl
 from flowport.plugins import register, unregister
-from tests.core.sample_tasks import Add, AsyncDouble, Flaky, FlakyFetch, Missing
+from flowport.task import _Payload
+from tests.core.sample_tasks import Add, AsyncDouble, Flaky, FlakyFetch, Missing, SumRows
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -243,3 +245,22 @@ def test_runs_on_dask_task_runner() -> None:
         return [fut.result() for fut in add.map([1, 2, 3])]
 
     assert f() == [2, 3, 4]
+
+
+def test_payload_parameters_reach_a_dask_worker_whole() -> None:
+    """Payloads are wrapped so Prefect does not walk them; the wrapper must survive the pickling
+    a process-based runner does (Prefect's own annotations come back as a 1-tuple)."""
+    from prefect_dask import DaskTaskRunner
+
+    rows = [1, 2, 3]
+    assert pickle.loads(pickle.dumps(_Payload(rows))).unwrap() == rows
+
+    @flow(
+        task_runner=DaskTaskRunner(
+            cluster_kwargs={"n_workers": 1, "processes": True, "threads_per_worker": 1}
+        )
+    )
+    def f() -> list[tuple[str, int]]:
+        return [SumRows().submit("dask", rows).result(), SumRows().submit("kw", rows=rows).result()]
+
+    assert f() == [("dask", 6), ("kw", 6)]
