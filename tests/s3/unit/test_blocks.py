@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 from pydantic import SecretStr, ValidationError
 
 from flowport.errors import ConfigError
-from flowport_s3 import AwsCredentials, S3Bucket
+from flowport_s3 import AwsCredentials, S3Bucket, S3Store
 from flowport_s3.blocks import validate_bucket_name
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -111,6 +111,17 @@ def test_blocks_pickle_without_clients() -> None:
         assert clone._clients == {}
         assert clone.credentials.aws_secret_access_key.get_secret_value() == SECRET
         assert clone.client() is not bucket.client()
+
+
+def test_used_store_pickles_without_its_client() -> None:
+    """A store that has talked to S3 still goes to a Dask worker; the copy builds its own client."""
+    store = S3Store(S3Bucket(bucket_name="ok-bucket", credentials=creds()), "raw")
+    used = store.client
+    for dumps in (pickle.dumps, cloudpickle.dumps):
+        clone = pickle.loads(dumps(store))
+        assert "_s3_client" not in clone.__dict__
+        assert clone.prefix == "raw" and clone.client is not used
+    assert store.client is used  # the original keeps its client
 
 
 def test_assumed_role_credentials_refresh_before_expiry() -> None:

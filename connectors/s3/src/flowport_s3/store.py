@@ -182,6 +182,13 @@ class S3Store(BaseStore):
 
     # -- plumbing ----------------------------------------------------------------------
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A boto3 client holds locks and sockets: a pickled store (Dask, process pools)
+        # builds its own in the receiving process.
+        state = dict(self.__dict__)
+        state.pop("_s3_client", None)
+        return state
+
     @property
     def client(self) -> Any:
         client = self.__dict__.get("_s3_client")
