@@ -43,7 +43,7 @@ from flowport_kafka import (
 from flowport_s3 import AwsCredentials, S3Bucket, S3Store
 from flowport_sql import SqlDatabase
 from flowport_sql.partitioned import extract_partitioned
-from tests.services import DaskCluster
+from flowport_testing import DaskCluster
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
