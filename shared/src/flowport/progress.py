@@ -13,6 +13,8 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
@@ -71,6 +73,17 @@ def leave_task() -> None:
     """Undo the matching :func:`enter_task` (nested task bodies restore their caller's)."""
     scope = _scope.get()
     _scope.set(scope.parent if scope is not None else None)
+
+
+@contextmanager
+def in_task(task_name: str, cls: type) -> Iterator[None]:
+    """:func:`enter_task` for a block only: generator tasks scope each hook call, never the
+    caller's code between their yields."""
+    enter_task(task_name, cls)
+    try:
+        yield
+    finally:
+        leave_task()
 
 
 def _amount(n: int, unit: str) -> str:

@@ -75,13 +75,13 @@ def _whole(value: Any) -> Any:
     return unmapped(value) if isinstance(value, BaseModel) else value
 
 
-
 class _Payload(opaque):
     """Prefect's ``opaque`` that survives pickling: Prefect's annotations come back from pickle
     (Dask, process pools) wrapping a 1-tuple, so a task on a Dask worker got ``(rows,)``."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.unwrap(),))
+
 
 class RetryingTask(abc.ABC):
     """A prebuilt Prefect task whose idempotent units retry transient errors only.

@@ -19,7 +19,7 @@ from flowport.artifacts import summarise
 from flowport.errors import InvalidInput
 from flowport.formats import ROW_GROUP_ROWS, read_batches, write_batches
 from flowport.plugins import hook
-from flowport.progress import Progress
+from flowport.progress import Progress, in_task
 from flowport.retry import Retrier, RetryPolicy
 from flowport.store import ObjectStore
 from flowport.task import RetryingTask
@@ -265,20 +265,23 @@ class StreamQuery(SqlTask):
             relay = hook()
             policy = relay.flowport_retry_policy(task_name=self.name, policy=policy) or policy
             retrier = policy.bind(self.is_transient, self.name)
-            relay.flowport_task_started(task_name=self.name, parameters=bound.arguments)
+            with in_task(self.name, type(self)):
+                relay.flowport_task_started(task_name=self.name, parameters=bound.arguments)
             started = time.perf_counter()
             arguments = dict(bound.arguments)
             database = arguments.pop("database")
             try:
                 yield from _stream(self.ops(database, retrier), **arguments)
             except BaseException as exc:
-                relay.flowport_task_failed(
-                    task_name=self.name, exception=exc, duration=time.perf_counter() - started
-                )
+                with in_task(self.name, type(self)):
+                    relay.flowport_task_failed(
+                        task_name=self.name, exception=exc, duration=time.perf_counter() - started
+                    )
                 raise
-            relay.flowport_task_succeeded(
-                task_name=self.name, duration=time.perf_counter() - started
-            )
+            with in_task(self.name, type(self)):
+                relay.flowport_task_succeeded(
+                    task_name=self.name, duration=time.perf_counter() - started
+                )
 
         return self._label(fn, type(self).run)
 
