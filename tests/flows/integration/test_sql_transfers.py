@@ -26,7 +26,7 @@ from prefect import flow
 from flowport.errors import FlowportError, InvalidInput
 from flowport.retry import RetryPolicy
 from flowport.store import ObjectStore
-from flowport.transfer import StoreSink, StoreSource, TransferResult
+from flowport.transfer import Extract, StoreSink, StoreSource, TransferResult
 from flowport.transfer_tasks import run_transfer
 from flowport_s3 import AwsCredentials, S3Bucket, S3Store
 from flowport_sql import SqlDatabase, SqlQuerySource, SqlTableSink, execute, fetch_all
@@ -388,3 +388,17 @@ def test_source_and_sink_pickle_without_engines(pg: SqlDatabase, maria: SqlDatab
     copy = pickle.loads(pickle.dumps(source))
     assert copy.uri == source.uri and copy.cursor == "id"
     assert pickle.loads(pickle.dumps(sink)).key == ["id"]
+
+
+@pytest.mark.parametrize("mode", ["upsert", "append"])
+def test_extracts_without_a_mark_are_each_loaded(pg: SqlDatabase, mode: str) -> None:
+    """A source with no cursor bound (Kafka batches): a later load is new data, never taken for
+    the last one committed again (that skipped it while the source still committed offsets)."""
+    target = f"dst_{uuid.uuid4().hex[:10]}"
+    sink = SqlTableSink(pg, target, mode=mode, key=["id"] if mode == "upsert" else None)
+    loads = [[1, 2], [3, 4], [5]]
+    for ids in loads:
+        batch = pa.record_batch({"id": ids, "v": [f"v{i}" for i in ids]})
+        assert sink.load(Extract(batches=[batch]), f"{target}-marks").rows == len(ids)
+    got = fetch_all.fn(pg, f"SELECT id, v FROM {target} ORDER BY id", as_dicts=False)
+    assert [tuple(r) for r in got] == [(i, f"v{i}") for i in range(1, 6)]

@@ -417,8 +417,8 @@ class SqlTableSink:
             current = conn.execute(
                 select(state.c.upper_json).where(state.c.name == name).with_for_update()
             ).one_or_none()
-            if current is not None and current[0] == encoded and not replace:
-                return 0  # committed before a lost connection: not again
+            if mark is not None and current is not None and current[0] == encoded and not replace:
+                return 0  # committed before a lost connection: not again (None marks nothing)
             count = 0
             if target is not None:
                 if replace:
