@@ -309,10 +309,14 @@ class SqlTableSink:
         db = self._ops()
         state = self._state(db, create=True)
         batches = iter(extract.batches)
+        # A source without a cursor bound but with a label (Kafka: its offset ranges) is marked
+        # by the label, so a replayed batch (crash before the offsets were committed) is
+        # recognised as loaded, in append mode too.
+        mark = extract.upper if extract.upper is not None else extract.label
         first = next((b for b in batches if b.num_rows), None)
         if first is None:
-            if extract.upper is not None:
-                self._commit(db, state, name, None, [], extract.upper, replace=False)
+            if mark is not None:
+                self._commit(db, state, name, None, [], mark, replace=False)
             return LoadResult(rows=0, written=(self.uri,))
         target = self._target(db, first.schema)
         rows = 0
@@ -335,7 +339,7 @@ class SqlTableSink:
             # One transaction; its batches are held so that a retried attempt has them all.
             parts = list(stream())
             rows = self._commit(
-                db, state, name, target, parts, extract.upper, replace=self.mode == "replace"
+                db, state, name, target, parts, mark, replace=self.mode == "replace"
             )
             return LoadResult(rows=rows, written=(self.uri,))
         for part, mark in _cursor_chunks(pa, stream(), cursor, self.commit_rows, extract.upper):
