@@ -28,6 +28,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from flowport.blocks import DOCS_URL, logo_svg
 from flowport_s3 import AwsCredentials, S3Bucket, S3Store, upload_bytes
 from flowport_sql import SqlDatabase, bulk_insert, execute, export_query
+from flowport_testing.services import chromium
 from tests.browser.server import PrefectServer, prefect_server
 
 CHROMIUM = os.environ.get("FLOWPORT_CHROMIUM", "/usr/bin/chromium")
@@ -107,7 +108,9 @@ def browser(run: Run) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        # Installed on first use (apt), like every harness service, when .ci/run has not.
+        executable = CHROMIUM if os.environ.get("FLOWPORT_CHROMIUM") else str(chromium.install())
+        launched = playwright.chromium.launch(executable_path=executable, headless=True)
         yield launched
         launched.close()
 
