@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pymysql
@@ -30,7 +31,7 @@ from flowport.transfer import Extract, StoreSink, StoreSource, TransferResult
 from flowport.transfer_tasks import run_transfer
 from flowport_s3 import AwsCredentials, S3Bucket, S3Store
 from flowport_sql import SqlDatabase, SqlQuerySource, SqlTableSink, execute, fetch_all
-from flowport_testing.services import MariaDB
+from flowport_testing.services import MariaDB, Postgres
 from flowport_testing.services.base import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -271,10 +272,11 @@ def test_query_source_to_mariadb_replace(pg: SqlDatabase, maria: SqlDatabase, ma
 # -- SIGKILL of the sink server mid-load ------------------------------------------------------
 
 
-@pytest.fixture
-def own_mariadb() -> Iterator[MariaDB]:
-    """A MariaDB of this test's own (killed and restarted; other tests keep theirs)."""
-    server = MariaDB()
+@pytest.fixture(params=["mariadb", "postgresql"])
+def own_sink(request: pytest.FixtureRequest) -> Iterator[MariaDB | Postgres]:
+    """A sink server of this test's own (killed and restarted; other tests keep theirs):
+    MariaDB (SQLAlchemy executemany) and PostgreSQL (ADBC ingest on one connection)."""
+    server = MariaDB() if request.param == "mariadb" else Postgres()
     try:
         server.start()
         yield server
@@ -283,12 +285,21 @@ def own_mariadb() -> Iterator[MariaDB]:
         server.close()
 
 
-def test_sigkill_mariadb_mid_load_then_rerun_loses_and_duplicates_nothing(
-    pg: SqlDatabase, own_mariadb: MariaDB
+def _sink_rows(server: MariaDB | Postgres, table: str) -> list[Row]:
+    """Every row of ``table`` read by the server's plain driver (not flowport), duplicates kept."""
+    if isinstance(server, MariaDB):
+        return _maria_rows(server, table)
+    with psycopg.connect(server.dsn) as conn:
+        rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {table} ORDER BY id").fetchall()
+    return [_norm(r) for r in rows]
+
+
+def test_sigkill_sink_mid_load_then_rerun_loses_and_duplicates_nothing(
+    pg: SqlDatabase, own_sink: MariaDB | Postgres
 ) -> None:
     table = _source_table(pg, 200_000)
     target = f"dst_{uuid.uuid4().hex[:10]}"
-    sink_db = SqlDatabase(url=own_mariadb.sqlalchemy_url)
+    sink_db = SqlDatabase(url=own_sink.sqlalchemy_url)
     source = SqlQuerySource(pg, table=table, cursor="updated_at", batch_rows=5_000)
     # append: no key on the target, so a duplicated row would stay visible.
     sink = SqlTableSink(
@@ -314,15 +325,15 @@ def test_sigkill_mariadb_mid_load_then_rerun_loses_and_duplicates_nothing(
         what="a first part committed",
     )
     assert runner.is_alive(), "the load finished before the kill; nothing was tested"
-    own_mariadb.kill()
+    own_sink.kill()
     runner.join(timeout=300)
     assert not runner.is_alive()
     assert failure and isinstance(failure[0], FlowportError), failure
-    own_mariadb.restart()
+    own_sink.restart()
     sink_db.dispose()
 
     mark = sink.state(f"{target}-crash")
-    committed = _maria_rows(own_mariadb, target)
+    committed = _sink_rows(own_sink, target)
     assert 0 < len(committed) < 200_000
     # What is committed is exactly the rows up to the mark: a part never ends inside a run
     # of equal cursor values, and the mark moved with each part's rows.
@@ -333,10 +344,40 @@ def test_sigkill_mariadb_mid_load_then_rerun_loses_and_duplicates_nothing(
     rerun = move(source, sink, f"{target}-crash")
     assert rerun.lower == mark
     assert rerun.rows == 200_000 - len(committed)
-    after = _maria_rows(own_mariadb, target)
+    after = _sink_rows(own_sink, target)
     assert len(after) == len({r[0] for r in after}) == 200_000
     assert after == expected
     sink_db.dispose()
+
+
+def test_files_to_postgres_stream_in_one_transaction_a_corrupt_file_leaves_nothing(
+    pg: SqlDatabase, bucket: Bucket, postgres: Any
+) -> None:
+    """Store -> PostgreSQL without a cursor: one streamed transaction (memory: a batch). A
+    corrupt file after good ones fails it naming the object; nothing is visible and the mark
+    has not moved; once the file is fixed, the rerun loads every row exactly once."""
+    table = _source_table(pg, 30_000)
+    lake = StoreSink(bucket.store, "lake", max_file_rows=10_000)
+    assert move(SqlQuerySource(pg, table=table), lake, "lake").rows == 30_000
+    files = bucket.committed("lake", "lake")
+    assert len(files) == 3
+    bad = "lake/zz-corrupt.parquet"
+    bucket.store.put_bytes(b"PAR1 this is not a parquet file PAR1", bad)
+    target = f"dst_{uuid.uuid4().hex[:10]}"
+    source = StoreSource(bucket.store, "lake", format="parquet", batch_rows=4_000)
+    sink = SqlTableSink(pg, target, mode="append")
+    with pytest.raises(InvalidInput, match="zz-corrupt") as info:
+        move(source, sink, "files")
+    assert not info.value.transient
+    assert _sink_rows(postgres, target) == []
+    assert sink.state("files") is None
+
+    bucket.store.delete_many([bad])
+    assert move(source, sink, "files").rows == 30_000
+    assert _sink_rows(postgres, target) == _pg_rows(pg, table)
+    assert sink.state("files") == files[-1]
+    assert move(source, sink, "files").rows == 0  # nothing new: not appended again
+    assert len(_sink_rows(postgres, target)) == 30_000
 
 
 # -- bad input --------------------------------------------------------------------------------

@@ -754,11 +754,13 @@ class ArrowLoader:
         it again); the rows written."""
         if self.method == "adbc":
             return adbc_unit(
-                self.db, lambda conn: self._ingest(conn, open_batches()), self.statement, self._keep
+                self.db, lambda conn: self.ingest(conn, open_batches()), self.statement, self._keep
             )
         return self.db.unit(lambda conn: self.write(conn, open_batches()), self.statement)
 
-    def _ingest(self, conn: Any, batches: Iterable[pa.RecordBatch]) -> int:
+    def ingest(self, conn: Any, batches: Iterable[pa.RecordBatch]) -> int:
+        """``batches`` through ADBC bulk ingest on ``conn`` (an ADBC connection), in its open
+        transaction; the rows written."""
         return adbc_ingest(
             conn, self.target.name, self.target.schema, self._fitted(batches), "append"
         )

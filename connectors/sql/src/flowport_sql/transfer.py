@@ -19,10 +19,11 @@ a retried transaction is exactly-once on every database.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +51,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 
 from flowport.errors import InvalidInput, NotFound
-from flowport.retry import RetryPolicy
+from flowport.retry import NO_RETRY, RetryPolicy
 from flowport.transfer import Extract, LoadResult, decode_cursor, encode_cursor
 from flowport_sql import errors
-from flowport_sql.arrow import ArrowLoader, open_arrow, pyarrow, python_rows
+from flowport_sql.arrow import ArrowLoader, adbc_unit, open_arrow, pyarrow, python_rows
 from flowport_sql.blocks import SqlDatabase
 from flowport_sql.db import Database
 
@@ -316,7 +317,7 @@ class SqlTableSink:
         first = next((b for b in batches if b.num_rows), None)
         if first is None:
             if mark is not None:
-                self._commit(db, state, name, None, [], mark, replace=False)
+                self._commit(db, state, name, None, [], mark, None, [], False)
             return LoadResult(rows=0, written=(self.uri,))
         target = self._target(db, first.schema)
         rows = 0
@@ -335,15 +336,28 @@ class SqlTableSink:
                 if batch.num_rows:
                     yield batch
 
-        if cursor is None or cursor not in first.schema.names or self.mode == "replace":
-            # One transaction; its batches are held so that a retried attempt has them all.
-            parts = list(stream())
-            rows = self._commit(
-                db, state, name, target, parts, mark, replace=self.mode == "replace"
-            )
-            return LoadResult(rows=rows, written=(self.uri,))
-        for part, mark in _cursor_chunks(pa, stream(), cursor, self.commit_rows, extract.upper):
-            rows += self._commit(db, state, name, target, part, mark, replace=False)
+        appender = None
+        if self.mode != "upsert":
+            appender = ArrowLoader(db, target, first.schema.names, self.uri)
+        keep: list[Any] = []  # one ADBC connection for every transaction of this load
+        try:
+            if cursor is None or cursor not in first.schema.names or self.mode == "replace":
+                # One transaction, streamed (memory: a batch); it cannot be replayed from
+                # here, so a transient failure rolls it back and propagates with the mark
+                # unmoved, and run_transfer retries the whole transfer.
+                once = _ops(self.database, NO_RETRY, "sql-load")
+                replace = self.mode == "replace"
+                rows = self._commit(
+                    once, state, name, target, stream(), mark, appender, keep, replace
+                )
+                return LoadResult(rows=rows, written=(self.uri,))
+            chunks = _cursor_chunks(pa, stream(), cursor, self.commit_rows, extract.upper)
+            for part, mark in chunks:
+                rows += self._commit(db, state, name, target, part, mark, appender, keep, False)
+        finally:
+            for conn in keep:
+                with contextlib.suppress(Exception):
+                    conn.close()
         return LoadResult(rows=rows, written=(self.uri,))
 
     def _target(self, db: Database, schema: pa.Schema) -> Table:
@@ -393,29 +407,28 @@ class SqlTableSink:
         state: Table,
         name: str,
         target: Table | None,
-        parts: Any,
+        parts: Iterable[pa.RecordBatch],
         mark: Any,
-        *,
+        appender: ArrowLoader | None,
+        keep: list[Any],
         replace: bool,
     ) -> int:
-        """One transaction: (replace: delete every row), write ``parts``, set the mark."""
+        """One transaction: (replace: delete every row), write ``parts``, set the mark. Appends
+        to PostgreSQL go through ADBC ingest (binary COPY from the Arrow buffers), the state
+        row on the same connection; elsewhere SQLAlchemy."""
         encoded = json.dumps(encode_cursor(mark))
-        pg = db.dialect == "postgresql"
-        naive = not pg
+        if target is not None and appender is not None and appender.method == "adbc":
+            return self._commit_adbc(db, state, name, appender, parts, mark, keep, replace)
         upsert_stmt = None
         if target is not None and self.mode == "upsert":
             upsert_stmt = (target, db.columns(target, self.key))
         state_stmt = db._upsert_statement(
             state, [state.c.name], [state.c.upper_json, state.c.updated_at]
         )
+        naive = db.dialect != "postgresql"
         now = dt.datetime.now(dt.timezone.utc)
         if naive:
             now = now.replace(tzinfo=None)
-        parts = list(parts)
-        appender = None
-        if target is not None and upsert_stmt is None and parts:
-            # PostgreSQL: binary COPY in this transaction; elsewhere executemany.
-            appender = ArrowLoader(db, target, parts[0].schema.names, self.uri, method="copy")
 
         def work(conn: Connection) -> int:
             current = conn.execute(
@@ -431,13 +444,49 @@ class SqlTableSink:
                     count += appender.write(conn, parts)
                 for batch in parts if upsert_stmt is not None else ():
                     count += self._upsert(db, conn, batch, naive, upsert_stmt)
-            conn.execute(
-                state_stmt,
-                {"name": name, "upper_json": encoded, "updated_at": now},
-            )
+            conn.execute(state_stmt, {"name": name, "upper_json": encoded, "updated_at": now})
             return count
 
         return int(db.unit(work, f"load into {self.uri}", idempotent=True))
+
+    def _commit_adbc(
+        self,
+        db: Database,
+        state: Table,
+        name: str,
+        appender: ArrowLoader,
+        parts: Iterable[pa.RecordBatch],
+        mark: Any,
+        keep: list[Any],
+        replace: bool,
+    ) -> int:
+        """:meth:`_commit` on one ADBC connection: lock the state row, ingest, set the mark."""
+        encoded = json.dumps(encode_cursor(mark))
+        prep = db.engine.dialect.identifier_preparer
+        st = prep.format_table(state)
+        lock = f"SELECT upper_json FROM {st} WHERE name = $1 FOR UPDATE"  # noqa: S608 (quoted)
+        save = (
+            f"INSERT INTO {st} (name, upper_json, updated_at) VALUES ($1, $2, now()) "  # noqa: S608
+            "ON CONFLICT (name) DO UPDATE SET upper_json = EXCLUDED.upper_json, "
+            "updated_at = EXCLUDED.updated_at"
+        )
+        clear = f"DELETE FROM {prep.format_table(appender.target)}"  # noqa: S608 (quoted)
+
+        def work(conn: Any) -> int:
+            with conn.cursor() as cur:
+                cur.execute(lock, (name,))
+                current = cur.fetchone()
+                again = mark is not None and current is not None and current[0] == encoded
+                if again and not replace:
+                    return 0  # committed before a lost connection: not again
+                if replace:
+                    cur.execute(clear)
+            count = appender.ingest(conn, parts)
+            with conn.cursor() as cur:
+                cur.execute(save, (name, encoded))
+            return count
+
+        return adbc_unit(db, work, f"load into {self.uri}", keep)
 
     def _upsert(
         self, db: Database, conn: Connection, batch: pa.RecordBatch, naive: bool, upsert: Any
