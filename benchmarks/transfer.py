@@ -151,10 +151,17 @@ def extract_raw_adbc(spec: dict[str, Any]) -> Callable[[], None]:
 
 
 def _warm_flowport_sql() -> None:
-    """Import what flowport_sql imports lazily on first use (ADBC's DB-API pulls in
-    pyarrow.dataset and pandas: seconds), as every other contender imports before timing."""
-    with contextlib.suppress(ImportError):
-        import adbc_driver_postgresql.dbapi  # noqa: F401
+    """Import what flowport imports lazily on first use (the ADBC driver, psycopg and its
+    SQLAlchemy dialect, the installed plugins), as every other contender imports before
+    timing."""
+    import adbc_driver_manager  # noqa: F401
+    import adbc_driver_postgresql  # noqa: F401
+    import psycopg  # noqa: F401
+    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+
+    from flowport.plugins import hook
+
+    hook()
 
 
 def extract_flowport(spec: dict[str, Any]) -> Callable[[], None]:

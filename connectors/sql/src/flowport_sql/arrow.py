@@ -29,6 +29,7 @@ from sqlalchemy.types import NullType
 
 from flowport.errors import ConfigError, FlowportError, InvalidInput, TransientError
 from flowport.formats import arrow_type_for
+from flowport_sql import adbc
 from flowport_sql.db import BINARY_COPY_OIDS
 
 if TYPE_CHECKING:
@@ -57,11 +58,7 @@ def adbc_available(engine: Engine) -> bool:
     """Whether PostgreSQL reads and loads can go through ADBC on this engine."""
     if engine.dialect.name != "postgresql":
         return False
-    try:
-        import adbc_driver_postgresql.dbapi  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return adbc.installed()
 
 
 def is_arrow(rows: Any) -> bool:
@@ -228,11 +225,9 @@ def _adbc_fail(db: Database, exc: BaseException, statement: str) -> Exception:
     )
 
 
-def adbc_connect(db: Database) -> Any:
-    import adbc_driver_postgresql.dbapi as adbc
-
+def adbc_connect(db: Database) -> adbc.AdbcConnection:
     try:
-        return adbc.connect(libpq_uri(db.engine))
+        return adbc.AdbcConnection(libpq_uri(db.engine))
     except _adbc_errors() as exc:
         raise _adbc_fail(db, exc, "connect") from None
 
@@ -243,18 +238,10 @@ def _pg_stream(
     sql, values = _positional(statement, params)
     pa = pyarrow()
 
-    def open_() -> tuple[Any, Any, Any]:
+    def open_() -> tuple[adbc.AdbcConnection, Any]:
         conn = adbc_connect(db)
         try:
-            cur = conn.cursor()
-            cur.adbc_statement.set_options(
-                **{"adbc.postgresql.batch_size_hint_bytes": str(16 * 1024 * 1024)}
-            )
-            if values:
-                cur.execute(sql, parameters=values)
-            else:
-                cur.execute(sql)
-            return conn, cur, cur.fetch_record_batch()
+            return conn, conn.query(sql, values, batch_bytes=16 * 1024 * 1024)
         except _adbc_errors() as exc:
             conn.close()
             raise _adbc_fail(db, exc, statement) from None
@@ -262,7 +249,7 @@ def _pg_stream(
             conn.close()
             raise
 
-    conn, cur, reader = db.retry(open_)
+    conn, reader = db.retry(open_)
     try:
         schema = pg_arrow_schema(reader.schema)
     except BaseException:
@@ -290,8 +277,6 @@ def _pg_stream(
             if pending:
                 yield from _rebatch(pa, pending, schema, batch_rows)
         finally:
-            with contextlib.suppress(Exception):
-                cur.close()
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -537,7 +522,11 @@ def python_rows(batch: pa.RecordBatch, naive_utc: bool = False) -> list[tuple[An
 
 
 def adbc_ingest(
-    conn: Any, table: str, schema: str | None, batches: Iterable[pa.RecordBatch], mode: str
+    conn: adbc.AdbcConnection,
+    table: str,
+    schema: str | None,
+    batches: Iterable[pa.RecordBatch],
+    mode: str,
 ) -> int:
     """``batches`` (one schema) streamed into ``table`` through ADBC bulk ingest (binary COPY)
     on ``conn``, not committed; the number of rows. An error raised while producing the
@@ -561,8 +550,7 @@ def adbc_ingest(
 
     reader = pa.RecordBatchReader.from_batches(first.schema, guarded())
     try:
-        with conn.cursor() as cur:
-            cur.adbc_ingest(table, reader, mode=mode, db_schema_name=schema)
+        conn.ingest(table, schema, reader, mode)
     except BaseException:
         if failure:
             raise failure[0] from None
@@ -571,7 +559,10 @@ def adbc_ingest(
 
 
 def adbc_unit(
-    db: Database, work: Callable[[Any], T], statement: str, keep: list[Any] | None = None
+    db: Database,
+    work: Callable[[adbc.AdbcConnection], T],
+    statement: str,
+    keep: list[adbc.AdbcConnection] | None = None,
 ) -> T:
     """``work(conn)`` on an ADBC connection in one transaction, committed; retried whole on
     transient errors and applied exactly once, as :meth:`Database.unit` (the transaction id
@@ -586,9 +577,7 @@ def adbc_unit(
         pending.clear()
         conn = keep.pop() if keep else adbc_connect(db)
         try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT txid_current(), pg_postmaster_start_time()")
-                xid, started = cur.fetchone()
+            ((xid, started),) = conn.fetch("SELECT txid_current(), pg_postmaster_start_time()")
             result = work(conn)
             pending.update(xid=(int(xid), started), result=result)
             conn.commit()
@@ -695,7 +684,7 @@ class ArrowLoader:
             chosen = "insert"
         self.method = chosen
         self.statement = f"load into {target.fullname}"
-        self._keep: list[Any] = []  # the ADBC connection between transactions
+        self._keep: list[adbc.AdbcConnection] = []  # the ADBC connection between transactions
         if chosen == "copy":
             oids = db.pg_column_oids(target)
             self.types = [oids.get(c.name) for c in self.columns]
@@ -758,7 +747,7 @@ class ArrowLoader:
             )
         return self.db.unit(lambda conn: self.write(conn, open_batches()), self.statement)
 
-    def ingest(self, conn: Any, batches: Iterable[pa.RecordBatch]) -> int:
+    def ingest(self, conn: adbc.AdbcConnection, batches: Iterable[pa.RecordBatch]) -> int:
         """``batches`` through ADBC bulk ingest on ``conn`` (an ADBC connection), in its open
         transaction; the rows written."""
         return adbc_ingest(

@@ -54,7 +54,15 @@ from flowport.errors import InvalidInput, NotFound
 from flowport.retry import NO_RETRY, RetryPolicy
 from flowport.transfer import Extract, LoadResult, decode_cursor, encode_cursor
 from flowport_sql import errors
-from flowport_sql.arrow import ArrowLoader, adbc_unit, open_arrow, pyarrow, python_rows
+from flowport_sql.adbc import AdbcConnection
+from flowport_sql.arrow import (
+    ArrowLoader,
+    adbc_available,
+    adbc_unit,
+    open_arrow,
+    pyarrow,
+    python_rows,
+)
 from flowport_sql.blocks import SqlDatabase
 from flowport_sql.db import Database
 
@@ -161,7 +169,7 @@ class SqlQuerySource:
                 f"ORDER BY {col}"
             )
         statement: Any = sql
-        if reflected is not None and not _adbc(db):
+        if reflected is not None and not adbc_available(db.engine):
             statement = self._typed(reflected, lower, upper)
         schema, batches = open_arrow(db, statement, params, self.batch_rows, table=reflected)
         if self.cursor is not None and schema is not None and self.cursor not in schema.names:
@@ -177,12 +185,6 @@ class SqlQuerySource:
             if lower is not None:
                 stmt = stmt.where(col > lower)
         return stmt
-
-
-def _adbc(db: Database) -> bool:
-    from flowport_sql.arrow import adbc_available
-
-    return adbc_available(db.engine)
 
 
 # -- the sink --------------------------------------------------------------------------------
@@ -339,7 +341,7 @@ class SqlTableSink:
         appender = None
         if self.mode != "upsert":
             appender = ArrowLoader(db, target, first.schema.names, self.uri)
-        keep: list[Any] = []  # one ADBC connection for every transaction of this load
+        keep: list[AdbcConnection] = []  # one ADBC connection for every transaction of this load
         try:
             if cursor is None or cursor not in first.schema.names or self.mode == "replace":
                 # One transaction, streamed (memory: a batch); it cannot be replayed from
@@ -410,7 +412,7 @@ class SqlTableSink:
         parts: Iterable[pa.RecordBatch],
         mark: Any,
         appender: ArrowLoader | None,
-        keep: list[Any],
+        keep: list[AdbcConnection],
         replace: bool,
     ) -> int:
         """One transaction: (replace: delete every row), write ``parts``, set the mark. Appends
@@ -457,7 +459,7 @@ class SqlTableSink:
         appender: ArrowLoader,
         parts: Iterable[pa.RecordBatch],
         mark: Any,
-        keep: list[Any],
+        keep: list[AdbcConnection],
         replace: bool,
     ) -> int:
         """:meth:`_commit` on one ADBC connection: lock the state row, ingest, set the mark."""
@@ -472,18 +474,15 @@ class SqlTableSink:
         )
         clear = f"DELETE FROM {prep.format_table(appender.target)}"  # noqa: S608 (quoted)
 
-        def work(conn: Any) -> int:
-            with conn.cursor() as cur:
-                cur.execute(lock, (name,))
-                current = cur.fetchone()
-                again = mark is not None and current is not None and current[0] == encoded
-                if again and not replace:
-                    return 0  # committed before a lost connection: not again
-                if replace:
-                    cur.execute(clear)
+        def work(conn: AdbcConnection) -> int:
+            current = conn.fetch(lock, (name,))
+            again = mark is not None and current and current[0][0] == encoded
+            if again and not replace:
+                return 0  # committed before a lost connection: not again
+            if replace:
+                conn.execute(clear)
             count = appender.ingest(conn, parts)
-            with conn.cursor() as cur:
-                cur.execute(save, (name, encoded))
+            conn.execute(save, (name, encoded))
             return count
 
         return adbc_unit(db, work, f"load into {self.uri}", keep)
