@@ -12,6 +12,7 @@ bound), so a rerun after a crash overwrites what the crashed run left instead of
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import hashlib
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flowport.errors import InvalidInput, NotFound
 from flowport.formats import WriteResult, format_for, read_batches, write_batches
 from flowport.keys import join_key
-from flowport.parallel import bounded_map
+from flowport.parallel import bounded_map, prefetch
 from flowport.store import ObjectStore
 
 if TYPE_CHECKING:
@@ -97,6 +98,8 @@ def transfer(source: Source, sink: Sink, *, name: str, incremental: bool = True)
     """
     since = sink.state(name) if incremental else None
     extract = source.extract(since)
+    # The source reads ahead on its own thread while the sink writes: the two overlap.
+    extract = dataclasses.replace(extract, batches=prefetch(extract.batches))
     loaded = sink.load(extract, name)
     if extract.commit is not None:
         extract.commit()
