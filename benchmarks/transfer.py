@@ -157,6 +157,8 @@ def _warm_flowport_sql() -> None:
     import adbc_driver_manager  # noqa: F401
     import adbc_driver_postgresql  # noqa: F401
     import psycopg  # noqa: F401
+    import pyarrow.compute
+    import pyarrow.parquet  # noqa: F401
     import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 
     from flowport.plugins import hook

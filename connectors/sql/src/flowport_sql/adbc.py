@@ -5,6 +5,7 @@ explicit transactions. Not ADBC's DB-API module, which imports pandas and pyarro
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,18 @@ def installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+def _param(pa: Any, value: Any) -> pa.Array:
+    """A one-value array to bind. Text is built from its bytes: ``pa.array`` converts through
+    code that imports pandas, when installed, to look for its types (~40 MB)."""
+    if isinstance(value, str):
+        data = value.encode()
+        offsets = struct.pack("<ii", 0, len(data))
+        return pa.Array.from_buffers(
+            pa.string(), 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        )
+    return pa.array([value])
 
 
 class AdbcConnection:
@@ -49,7 +62,7 @@ class AdbcConnection:
             stmt.set_sql_query(sql)
         if params:
             names = [str(i) for i in range(len(params))]
-            stmt.bind(pa.record_batch([pa.array([v]) for v in params], names=names))
+            stmt.bind(pa.record_batch([_param(pa, v) for v in params], names=names))
         return stmt
 
     def query(

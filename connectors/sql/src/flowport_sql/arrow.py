@@ -558,6 +558,14 @@ def adbc_ingest(
     return rows[0]
 
 
+#: The transaction id and the server's start time (in microseconds: a timestamptz converted by
+#: pyarrow would import pandas, when installed, for its time zone).
+START_MARK = (
+    "SELECT txid_current(), (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint"
+)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def adbc_unit(
     db: Database,
     work: Callable[[adbc.AdbcConnection], T],
@@ -577,7 +585,8 @@ def adbc_unit(
         pending.clear()
         conn = keep.pop() if keep else adbc_connect(db)
         try:
-            ((xid, started),) = conn.fetch("SELECT txid_current(), pg_postmaster_start_time()")
+            ((xid, started_us),) = conn.fetch(START_MARK)
+            started = EPOCH + dt.timedelta(microseconds=started_us)
             result = work(conn)
             pending.update(xid=(int(xid), started), result=result)
             conn.commit()
