@@ -5,6 +5,8 @@ fixes when the extraction starts; a :class:`Sink` loads them and stores the new 
 data (SQL sinks: in the same transaction; :class:`StoreSink`: a state object written after the
 data files, naming them). Output names are deterministic (transfer name + the extract's lower
 bound), so a rerun after a crash overwrites what the crashed run left instead of duplicating it.
+The source reads two batches ahead on a thread of its own, so its reads overlap the sink's
+writes.
 
     transfer(SqlQuerySource(db, "orders", cursor="updated_at"), StoreSink(store, "orders"),
              name="orders")

@@ -10,7 +10,13 @@ Commits. When the batches come ordered by a cursor column (a :class:`SqlQuerySou
 transaction moving the mark to the largest cursor value it holds; a transaction never ends
 inside a run of equal cursor values, so "everything up to the mark" is exactly what is
 committed, and a rerun after a crash resumes there: nothing lost, nothing twice. Otherwise
-(no cursor, or ``mode="replace"``) the whole extract is one transaction.
+(no cursor, or ``mode="replace"``) the whole extract is one transaction, streamed (memory
+holds a batch, not the extract): a failure rolls it all back with the mark unmoved, and
+``run_transfer`` retries a transient one whole, extracting again.
+
+Appends to PostgreSQL go through ADBC bulk ingest (binary COPY from the Arrow buffers), with
+the state row written on the same connection, in the same transaction; upserts and other
+databases through SQLAlchemy.
 
 Each transaction first reads (and locks) its state row; if the mark already equals the one
 it is about to write, it committed before a lost connection and is not applied again, so
