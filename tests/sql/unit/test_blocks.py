@@ -49,6 +49,20 @@ def test_password_in_url_is_moved_into_a_secret(url: str) -> None:
     assert db.sqlalchemy_url().render_as_string(hide_password=False).count(PW) == 1
 
 
+def test_password_among_the_query_parameters_is_moved_into_a_secret() -> None:
+    db = SqlDatabase(
+        drivername="postgresql+psycopg",
+        username="u",
+        host="h",
+        database="d",
+        query={"sslmode": "require", "password": PW},
+    )
+    assert db.query == {"sslmode": "require"}
+    assert isinstance(db.password, SecretStr) and db.password.get_secret_value() == PW
+    assert PW not in repr(db) and PW not in str(db.model_dump())
+    assert db.sqlalchemy_url().render_as_string(hide_password=False).count(PW) == 1
+
+
 def test_percent_encoded_password_is_decoded() -> None:
     url, password = _split_password("postgresql://u:p%40ss%2Fw@h/db")
     assert password == "p@ss/w" and "p%40" not in url

@@ -248,6 +248,12 @@ class SqlDatabase(LazyClients, Block):
             data = {**data, "url": url}
             if embedded is not None and data.get("password") is None:
                 data["password"] = SecretStr(embedded)
+        if isinstance(data, dict) and isinstance(data.get("query"), dict):
+            query = dict(data["query"])
+            found = [query.pop(k) for k in _SECRET_QUERY_KEYS if k in query]
+            data = {**data, "query": query}
+            if found and data.get("password") is None:
+                data["password"] = SecretStr(str(found[0]))
         return data
 
     # -- naming, for messages --------------------------------------------------------
