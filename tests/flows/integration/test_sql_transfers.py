@@ -458,3 +458,22 @@ def test_a_replayed_labelled_batch_is_not_appended_twice(pg: SqlDatabase) -> Non
     assert sink.load(Extract(batches=[second], label="orders-p0-2-2"), name).rows == 1
     got = fetch_all.fn(pg, f"SELECT id, v FROM {target} ORDER BY id", as_dicts=False)
     assert [tuple(r) for r in got] == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_columns_loads_only_those_and_names_one_the_data_lacks(pg: SqlDatabase) -> None:
+    """``columns=`` drops what has no SQL column type (Kafka's headers: a list of structs)."""
+    target = f"dst_{uuid.uuid4().hex[:10]}"
+    headers = [[{"key": "trace", "value": b"\x00\x01"}], []]
+    batch = pa.record_batch({"id": [1, 2], "v": ["a", "b"], "headers": headers})
+    assert pa.types.is_list(batch.schema.field("headers").type)
+    sink = SqlTableSink(pg, target, mode="append", columns=["id", "v"])
+    assert sink.load(Extract(batches=[batch], label="p0-0-1"), f"{target}-cols").rows == 2
+    got = fetch_all.fn(pg, f"SELECT * FROM {target} ORDER BY id", as_dicts=True)
+    assert got == [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]
+
+    wrong = SqlTableSink(pg, target, mode="append", columns=["id", "nope"])
+    with pytest.raises(InvalidInput, match="'nope'") as info:
+        wrong.load(Extract(batches=[batch], label="p0-2-3"), f"{target}-cols")
+    assert not info.value.transient
+    assert fetch_all.fn(pg, f"SELECT count(*) AS n FROM {target}") == [{"n": 2}]
+    assert sink.state(f"{target}-cols") == "p0-0-1"

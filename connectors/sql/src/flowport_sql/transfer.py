@@ -256,7 +256,8 @@ class SqlTableSink:
 
     The mark of transfer ``name`` lives in ``state_table`` in the same transaction as the
     rows (see the module docstring for when a load commits in parts). Batches with a column
-    the table lacks fail with InvalidInput naming it before anything is written.
+    the table lacks fail with InvalidInput naming it before anything is written; ``columns``
+    loads only those (Kafka batches without their ``headers``, say).
     """
 
     database: SqlDatabase
@@ -268,6 +269,7 @@ class SqlTableSink:
     state_table: str = STATE_TABLE
     commit_rows: int = 100_000
     retry_policy: RetryPolicy | None = None
+    columns: list[str] | None = None
     uri: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -318,6 +320,8 @@ class SqlTableSink:
         db = self._ops()
         state = self._state(db, create=True)
         batches = iter(extract.batches)
+        if self.columns is not None:
+            batches = (self._selected(b) for b in batches)
         # A source without a cursor bound but with a label (Kafka: its offset ranges) is marked
         # by the label, so a replayed batch (crash before the offsets were committed) is
         # recognised as loaded, in append mode too.
@@ -367,6 +371,18 @@ class SqlTableSink:
                 with contextlib.suppress(Exception):
                     conn.close()
         return LoadResult(rows=rows, written=(self.uri,))
+
+    def _selected(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        assert self.columns is not None
+        missing = [c for c in self.columns if c not in batch.schema.names]
+        if missing:
+            raise InvalidInput(
+                f"{self.uri}: the data has no column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(c) for c in missing)} that columns= names "
+                f"(it has {batch.schema.names})",
+                target=self.uri,
+            )
+        return batch.select(self.columns)
 
     def _target(self, db: Database, schema: pa.Schema) -> Table:
         """The target table, created from ``schema`` when missing (and allowed); checked to
