@@ -259,16 +259,19 @@ def test_s3_gateway_killed_mid_transfer_then_rerun_loses_and_duplicates_nothing(
     source.rows += list(range(201, 501))  # 300 new rows: files of 100 rows
     killed: list[int] = []
 
-    def kill_on_batch_8(n: int) -> None:
-        if n == 8 and not killed:  # files 0 and 1 (rows 201-400) are already written
+    def kill_on_last_batch(n: int) -> None:
+        # Batches 0-3, 4-7 and 8-11 make files 0, 1 and 2. The source reads ahead of the sink
+        # (at most 2 batches queued), so when it makes batch 11 the sink has taken batch 8:
+        # files 0 and 1 (rows 201-400) are written, and file 2 cannot be (it needs batch 11).
+        if n == 11 and not killed:
             s3_server.kill()
             killed.append(n)
 
-    source.on_batch = kill_on_batch_8
+    source.on_batch = kill_on_last_batch
     try:
         with pytest.raises(FlowportError):
             load(doomed_store, RetryPolicy(attempts=1))
-        assert killed == [8]
+        assert killed == [11]
     finally:
         if not s3_server.is_running():
             s3_server.restart()
