@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 FORMATS = ("parquet", "csv", "jsonl")
-#: Rows per Parquet row group; the writer buffers at most this many rows.
-ROW_GROUP_ROWS = 128 * 1024
+#: Rows per Parquet row group; the writer buffers at most this many rows (64K rows of a
+#: typical table: a few MB, which keeps a transfer's peak memory near the client library's).
+ROW_GROUP_ROWS = 64 * 1024
 #: Rows per batch yielded by :func:`read_batches` (Parquet; CSV/JSONL read in byte blocks).
 BATCH_ROWS = 64 * 1024
 #: Bytes per CSV / JSON Lines block parsed at a time.

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from flowport.errors import InvalidInput
-from flowport.formats import write_batches
+from flowport.formats import ROW_GROUP_ROWS, write_batches
 from flowport.keys import join_key
 from flowport.progress import run_logger
 from flowport.store import ObjectInfo, ObjectStore
@@ -169,7 +169,7 @@ def write_part(
     index: int,
     schema: pa.Schema | None = None,
     format: str | None = None,
-    row_group_rows: int = 128 * 1024,
+    row_group_rows: int = ROW_GROUP_ROWS,
     compression: str | None = None,
     lower: Any = None,
     upper: Any = None,

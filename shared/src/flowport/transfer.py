@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowport.errors import InvalidInput, NotFound
-from flowport.formats import WriteResult, format_for, read_batches, write_batches
+from flowport.formats import ROW_GROUP_ROWS, WriteResult, format_for, read_batches, write_batches
 from flowport.keys import join_key
 from flowport.parallel import bounded_map, prefetch
 from flowport.store import ObjectStore
@@ -209,7 +209,7 @@ class StoreSink:
     prefix: str
     format: str = "parquet"
     max_file_rows: int = 1_000_000
-    row_group_rows: int = 128 * 1024
+    row_group_rows: int = ROW_GROUP_ROWS
     compression: str | None = None
     uri: str = field(init=False)
 

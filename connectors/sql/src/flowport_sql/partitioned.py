@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Table, and_, func, or_, select
 
 from flowport.errors import InvalidInput
+from flowport.formats import ROW_GROUP_ROWS
 from flowport.partition import (
     KeyRange,
     Manifest,
@@ -41,9 +42,8 @@ from flowport_sql.db import Database
 from flowport_sql.tasks import SqlTask, table_url
 from flowport_sql.transfer import _ops
 
-#: Rows per Arrow batch read from the database, and per Parquet row group.
+#: Rows per Arrow batch read from the database.
 BATCH_ROWS = 64 * 1024
-ROW_GROUP_ROWS = 128 * 1024
 
 
 def _table(db: Database, table: str, schema: str | None, column: str) -> Table:
